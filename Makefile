@@ -1,0 +1,46 @@
+# Mecha: the two commands of the quick start are `make run` and `make test`.
+GO      ?= go
+BIN     ?= bin/mecha
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build run test test-short bench lint fuzz generate clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mecha
+
+## run: start Mecha on its built-in defaults (or CONFIG=file.yaml)
+run: build
+	./$(BIN) run $(if $(CONFIG),-c $(CONFIG))
+
+## test: vet, then every test with the race detector (starts its own servers)
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## test-short: the unit tests only, no real clients or servers
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## bench: Mecha vs the direct backend vs twemproxy, side by side (see docs/performance.md)
+bench: build
+	$(GO) run ./bench/redisbench -mecha $(BIN) $(BENCHFLAGS)
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## fuzz: fuzz the RESP parser and reply scanner (FUZZTIME=1m)
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),1m) -fuzzminimizetime 5s ./frontends/redis/resp
+	$(GO) test -run '^$$' -fuzz '^FuzzReplyScanner$$' -fuzztime $(or $(FUZZTIME),1m) -fuzzminimizetime 5s ./frontends/redis/resp
+
+## generate: regenerate the Redis command table from a local redis-server
+generate:
+	$(GO) generate ./frontends/redis/resp
+
+clean:
+	rm -rf bin

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mecha-gateway/mecha/backends/redis/redistest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mecha-cli")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "mecha")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	out, _, code := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "mecha ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	_, errOut, code := runCLI(t, "frobnicate")
+	if code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, errOut)
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	good := writeFile(t, "good.yaml", `
+frontends:
+  - {name: c, protocol: redis, listen: "127.0.0.1:6380", backend: r}
+backends:
+  r: {type: redis, addr: "127.0.0.1:6379"}
+`)
+	out, _, code := runCLI(t, "validate", "-c", good)
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("valid file: %d %q", code, out)
+	}
+	bad := writeFile(t, "bad.yaml", `
+frontends:
+  - {name: c, protocol: redis, listen: "127.0.0.1:6380", backend: r, lisen: x}
+backends:
+  r: {type: redis, addr: "127.0.0.1:6379"}
+`)
+	_, errOut, code := runCLI(t, "validate", "-c", bad)
+	if code != 1 || !strings.Contains(errOut, "bad.yaml:3:70: frontends[0].lisen: unknown key") {
+		t.Fatalf("invalid file: %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, "validate")
+	if code != 2 || !strings.Contains(errOut, "-c FILE is required") {
+		t.Fatalf("no file: %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, "validate", "-c", "/nonexistent/mecha.yaml")
+	if code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("missing file: %d %q", code, errOut)
+	}
+}
+
+// process is a running `mecha run`, its log lines collected.
+type process struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs []string
+	done chan struct{}
+}
+
+func startMecha(t *testing.T, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs = append(p.logs, sc.Text())
+			p.mu.Unlock()
+		}
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *process) waitLog(t *testing.T, substr string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, l := range p.logs {
+			if strings.Contains(l, substr) {
+				p.mu.Unlock()
+				return l
+			}
+		}
+		p.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t.Fatalf("no log line with %q in:\n%s", substr, strings.Join(p.logs, "\n"))
+	return ""
+}
+
+func TestRunReloadAndStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	rs := redistest.Start(t)
+	port, port2 := redistest.FreePort(t), redistest.FreePort(t)
+	cfg := func(extra string) string {
+		return fmt.Sprintf(`
+admin: {listen: ""}
+frontends:
+  - {name: cache, protocol: redis, listen: "127.0.0.1:%d", backend: r}
+%s
+backends:
+  r: {type: redis, addr: "%s"}
+`, port, extra, rs.Addr())
+	}
+	path := writeFile(t, "mecha.yaml", cfg(""))
+	p := startMecha(t, "run", "-c", path)
+	p.waitLog(t, "mecha ready")
+	cl := redistest.Dial(t, fmt.Sprintf("127.0.0.1:%d", port))
+	if r := cl.Do("SET", "k", "v"); r != "+OK\r\n" {
+		t.Fatalf("SET = %q", r)
+	}
+
+	// SIGHUP with an invalid file: refused, still serving.
+	os.WriteFile(path, []byte(cfg("  - {name: broken, protocol: redis}")), 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitLog(t, "reload refused")
+	if r := cl.Do("GET", "k"); r != redistest.Bulk("v") {
+		t.Fatalf("after refused reload: %q", r)
+	}
+	// SIGHUP with a valid file adding a frontend: applied, the first
+	// client's connection untouched.
+	os.WriteFile(path, []byte(cfg(fmt.Sprintf(`  - {name: more, protocol: redis, listen: "127.0.0.1:%d", backend: r}`, port2))), 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitLog(t, "configuration reloaded")
+	c2 := redistest.Dial(t, fmt.Sprintf("127.0.0.1:%d", port2))
+	if r := c2.Do("GET", "k"); r != redistest.Bulk("v") {
+		t.Fatalf("new frontend: %q", r)
+	}
+	if r := cl.Do("GET", "k"); r != redistest.Bulk("v") {
+		t.Fatalf("old connection after reload: %q", r)
+	}
+
+	// SIGTERM: clean exit.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("mecha did not exit after SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	p.waitLog(t, "stopped")
+	if !cl.Closed() {
+		t.Fatal("client connection open after exit")
+	}
+}
+
+// TestRunDefaults starts Mecha without a configuration: the Redis frontend
+// on 6380 and the admin endpoint on 34999, both on 127.0.0.1. It is
+// skipped when those ports are taken (a developer's own Mecha, say).
+func TestRunDefaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("binds default ports")
+	}
+	for _, port := range []int{6380, 34999} {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Skipf("port %d busy", port)
+		}
+		l.Close()
+	}
+	p := startMecha(t, "run")
+	line := p.waitLog(t, "listening")
+	if !strings.Contains(line, "addr=127.0.0.1:6380") || !strings.Contains(line, `login="no password"`) {
+		t.Fatalf("listening line: %s", line)
+	}
+	p.waitLog(t, "admin endpoint")
+	p.waitLog(t, "mecha ready")
+	c, err := net.Dial("tcp", "127.0.0.1:34999")
+	if err != nil {
+		t.Fatalf("admin endpoint: %v", err)
+	}
+	c.Close()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	<-p.done
+}

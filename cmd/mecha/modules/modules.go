@@ -1,0 +1,9 @@
+// Package modules compiles every Mecha module into the binary. Each
+// registers itself by its configuration `type` or `protocol`; adding one
+// is adding a line here.
+package modules
+
+import (
+	_ "github.com/mecha-gateway/mecha/backends/redis"
+	_ "github.com/mecha-gateway/mecha/frontends/redis"
+)
