@@ -25,6 +25,8 @@ type RESPPassthrough interface {
 	// call.Sink as they arrive. When Submit returns an error nothing was
 	// sent and the sink is not called.
 	Submit(ctx context.Context, call *RESPCall) error
+	// Flush sends every request submitted with Deferred set.
+	Flush()
 	// Dedicated returns an upstream connection reserved for one client
 	// (transactions, blocking commands, pub/sub), positioned on no
 	// particular database: see RESPConn.DB.
@@ -45,6 +47,11 @@ type RESPCall struct {
 	Types []byte
 	// Sink receives the replies.
 	Sink RESPSink
+	// Deferred lets the request wait for Flush, so that a frontend that
+	// knows more requests are coming (other clients it has just woken)
+	// can send them upstream together. A caller that sets it must call
+	// Flush once the batch is complete.
+	Deferred bool
 }
 
 // RESPSink receives the replies of a call, on the backend's reader

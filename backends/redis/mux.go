@@ -93,6 +93,8 @@ type muxConn struct {
 	wbuf       []byte
 	spare      []byte
 	kicked     bool          // the writer has been told there is something to write
+	writing    bool          // a write is in progress
+	deferredAt int64         // nanotime of the oldest deferred request not yet written, or 0
 	kick       chan struct{} // wakes the writer
 	stopWriter sync.Once
 	writeStart atomic.Int64 // nanotime a write began, 0 when none is in progress
@@ -146,7 +148,9 @@ func (mc *muxConn) submit(call *backends.RESPCall) bool {
 	}
 	mc.wbuf = append(mc.wbuf, call.Req...)
 	mc.queue = append(mc.queue, p)
-	if !mc.kicked {
+	if call.Deferred {
+		mc.deferredAt = p.sent // Flush sends it
+	} else if !mc.kicked {
 		mc.kicked = true
 		select {
 		case mc.kick <- struct{}{}:
@@ -157,34 +161,66 @@ func (mc *muxConn) submit(call *backends.RESPCall) bool {
 	return true
 }
 
-// writeLoop writes whatever callers have queued. Running it on its own
-// goroutine batches naturally: by the time it is scheduled, every client
-// that became runnable meanwhile has appended its request, and all go to
-// the upstream in one write.
+// Flush writes every deferred request now, on the caller's goroutine.
+func (b *Backend) Flush() {
+	for i := range b.slot {
+		s := &b.slot[i]
+		s.mu.Lock()
+		mc := s.mc
+		s.mu.Unlock()
+		if mc != nil {
+			mc.flush()
+		}
+	}
+}
+
+func (mc *muxConn) flush() {
+	mc.mu.Lock()
+	mc.writeLocked()
+	mc.mu.Unlock()
+}
+
+// writeLocked writes everything pending unless a write is already in
+// progress (whoever is writing picks up what was added meanwhile). It is
+// called with mu held and returns with it held.
+func (mc *muxConn) writeLocked() {
+	if mc.writing {
+		return
+	}
+	mc.writing = true
+	for len(mc.wbuf) > 0 && mc.broken == nil {
+		buf := mc.wbuf
+		mc.wbuf = mc.spare[:0]
+		mc.kicked = false
+		mc.deferredAt = 0
+		mc.mu.Unlock()
+		mc.writeStart.Store(nanotime())
+		_, err := mc.nc.Write(buf)
+		mc.writeStart.Store(0)
+		mc.mu.Lock()
+		if cap(buf) <= 1<<20 {
+			mc.spare = buf[:0]
+		}
+		if err != nil {
+			mc.mu.Unlock()
+			mc.breakConn(fmt.Errorf("%w: write to upstream: %v", backends.ErrUnavailable, errText(err)))
+			mc.mu.Lock()
+		}
+	}
+	mc.writing = false
+}
+
+// writeLoop writes whatever callers have queued without deferring it.
+// Running it on its own goroutine batches naturally: by the time it is
+// scheduled, every client that became runnable meanwhile has appended its
+// request, and all go to the upstream in one write.
 func (mc *muxConn) writeLoop() {
 	for range mc.kick {
 		// Let the clients that are runnable now append their requests
 		// first: they go out in this write instead of one write each.
 		runtime.Gosched()
 		mc.mu.Lock()
-		for len(mc.wbuf) > 0 && mc.broken == nil {
-			buf := mc.wbuf
-			mc.wbuf = mc.spare[:0]
-			mc.kicked = false
-			mc.mu.Unlock()
-			mc.writeStart.Store(nanotime())
-			_, err := mc.nc.Write(buf)
-			mc.writeStart.Store(0)
-			mc.mu.Lock()
-			if cap(buf) <= 1<<20 {
-				mc.spare = buf[:0]
-			}
-			if err != nil {
-				mc.mu.Unlock()
-				mc.breakConn(fmt.Errorf("%w: write to upstream: %v", backends.ErrUnavailable, errText(err)))
-				mc.mu.Lock()
-			}
-		}
+		mc.writeLocked()
 		mc.kicked = false
 		broken := mc.broken != nil
 		mc.mu.Unlock()
@@ -324,6 +360,16 @@ func (mc *muxConn) overdue(now int64) error {
 	}
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
+	if mc.deferredAt != 0 && now-mc.deferredAt > int64(100*time.Millisecond) && !mc.kicked {
+		// A safety net: deferred requests are normally flushed by the
+		// frontend at once.
+		mc.b.lateFlushes.Inc()
+		mc.kicked = true
+		select {
+		case mc.kick <- struct{}{}:
+		default:
+		}
+	}
 	if cfg.ReadTimeout > 0 && mc.head < len(mc.queue) && now-mc.queue[mc.head].sent > int64(cfg.ReadTimeout) {
 		return fmt.Errorf("%w: no reply within %s", backends.ErrTimeout, cfg.ReadTimeout.D())
 	}

@@ -119,10 +119,11 @@ type Backend struct {
 	done   sync.WaitGroup
 	closed atomic.Bool
 
-	dials      metrics.Counter
-	dialErrors metrics.Counter
-	connErrors metrics.Counter
-	dedicatedN metrics.Gauge
+	dials       metrics.Counter
+	dialErrors  metrics.Counter
+	connErrors  metrics.Counter
+	dedicatedN  metrics.Gauge
+	lateFlushes metrics.Counter
 }
 
 var _ backends.RESPPassthrough = (*Backend)(nil)
@@ -392,5 +393,6 @@ func (b *Backend) CollectMetrics(w *metrics.Writer) {
 	w.Counter("mecha_backend_dials_total", "Upstream connections opened.", float64(b.dials.Load()), l)
 	w.Counter("mecha_backend_dial_errors_total", "Upstream connections that failed to open or authenticate.", float64(b.dialErrors.Load()), l)
 	w.Counter("mecha_backend_connection_errors_total", "Upstream connections lost or timed out while in use.", float64(b.connErrors.Load()), l)
+	w.Counter("mecha_backend_late_flushes_total", "Deferred requests the frontend failed to flush, sent by the watchdog instead (should stay 0).", float64(b.lateFlushes.Load()), l)
 	w.Gauge("mecha_backend_dedicated_connections", "Upstream connections reserved by clients (transactions, blocking commands, pub/sub) or idle in the pool.", float64(b.dedicatedN.Load()), l)
 }

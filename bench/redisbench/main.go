@@ -46,6 +46,7 @@ func main() {
 	tests := flag.String("t", "set,get,incr,lpush,lpop", "tests (redis-benchmark -t)")
 	mechaBin := flag.String("mecha", "", "mecha binary (default: build ./cmd/mecha)")
 	pipelines := flag.String("P", "1,16", "pipeline depths to run (redis-benchmark -P)")
+	backendExtra := flag.String("backend", "", "extra options for Mecha's backend, e.g. \"conns: 1\"")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "redisbench")
@@ -94,8 +95,8 @@ log: {level: warn}
 frontends:
   - {name: bench, protocol: redis, listen: 127.0.0.1:%d, backend: r}
 backends:
-  r: {type: redis, addr: 127.0.0.1:%d}
-`, adminPort, mechaPort, redisPort)), 0o644))
+  r: {type: redis, addr: 127.0.0.1:%d %s}
+`, adminPort, mechaPort, redisPort, optional(*backendExtra))), 0o644))
 	began := time.Now()
 	mecha := start(dir, "mecha", bin, "run", "-c", mechaCfg)
 	defer stop(mecha)
@@ -154,6 +155,13 @@ backends:
 		stop(m)
 	}
 	fmt.Printf("Mecha start-up to ready, median of 5: %.1f ms\n", median(starts))
+}
+
+func optional(extra string) string {
+	if extra == "" {
+		return ""
+	}
+	return ", " + extra
 }
 
 // runBenchmark runs redis-benchmark once and parses its CSV output.

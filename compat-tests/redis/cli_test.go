@@ -117,6 +117,11 @@ func TestRedisBenchmark(t *testing.T) {
 			t.Errorf("redis-benchmark output lacks %s:\n%s", test, out.String())
 		}
 	}
+	// Mecha sent every request upstream as soon as its batch was complete:
+	// none waited for the backend's watchdog.
+	if late := lateFlushes(t, e); late != 0 {
+		t.Errorf("%v requests were flushed late", late)
+	}
 	// Every test's rps is a positive number.
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
 		f := strings.Split(line, ",")

@@ -4,8 +4,12 @@ package redis
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"testing"
 
 	"github.com/mecha-gateway/mecha/backends/redis/redistest"
@@ -62,4 +66,21 @@ func need(t *testing.T, tool string) string {
 		t.Fatalf("%s not installed (apt-get install redis-tools)", tool)
 	}
 	return p
+}
+
+// lateFlushes reads mecha_backend_late_flushes_total from /metrics.
+func lateFlushes(t *testing.T, e *env) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + e.m.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^mecha_backend_late_flushes_total\{[^}]*\} (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no late flush metric in:\n%s", body)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
 }

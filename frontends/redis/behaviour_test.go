@@ -117,7 +117,11 @@ func TestLimits(t *testing.T) {
 		t.Errorf("bulk at limit: %q", got)
 	}
 
-	// max_clients: the fourth client is refused with Redis' error.
+	// max_clients: the fourth client is refused with Redis' error. The
+	// connections above must be gone first.
+	apptest.Eventually(t, 5*time.Second, "earlier clients to be gone", func() bool {
+		return metric(t, g, "mecha_frontend_connections") == 0
+	})
 	var held []*redistest.Client
 	for i := 0; i < 3; i++ {
 		cl := dial(t, g.addr)
@@ -419,8 +423,20 @@ func TestManyClientsConcurrently(t *testing.T) {
 			key := fmt.Sprintf("w%d", w)
 			buf := make([]byte, 128)
 			for i := 0; i < 200; i++ {
-				fmt.Fprintf(c, "SET %s %d\r\nGET %s\r\n", key, i, key)
-				want := fmt.Sprintf("+OK\r\n$%d\r\n%d\r\n", len(strconv.Itoa(i)), i)
+				// Mixed traffic: shared commands alone, pipelined, and
+				// with a local command between them.
+				var want string
+				switch i % 3 {
+				case 0:
+					fmt.Fprintf(c, "SET %s %d\r\nGET %s\r\n", key, i, key)
+					want = fmt.Sprintf("+OK\r\n$%d\r\n%d\r\n", len(strconv.Itoa(i)), i)
+				case 1:
+					fmt.Fprintf(c, "SET %s %d\r\nPING\r\nGET %s\r\n", key, i, key)
+					want = fmt.Sprintf("+OK\r\n+PONG\r\n$%d\r\n%d\r\n", len(strconv.Itoa(i)), i)
+				default:
+					fmt.Fprintf(c, "SET %s %d\r\n", key, i)
+					want = "+OK\r\n"
+				}
 				got := ""
 				c.SetReadDeadline(time.Now().Add(10 * time.Second))
 				for len(got) < len(want) {
@@ -442,5 +458,10 @@ func TestManyClientsConcurrently(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+	// Every request went upstream as soon as its round of clients was
+	// complete; none waited for the backend's watchdog.
+	if late := metric(t, g, "mecha_backend_late_flushes_total"); late != 0 {
+		t.Errorf("%v requests flushed late", late)
 	}
 }

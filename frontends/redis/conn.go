@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
@@ -81,6 +82,24 @@ type conn struct {
 	inflight atomic.Int32
 	drained  chan struct{}
 
+	// Readiness from the frontend's own epoll (plain TCP on Linux): raw
+	// is nil when the connection uses ordinary reads.
+	raw       syscall.RawConn
+	fd        int32
+	readable  chan struct{}
+	stopRead  chan struct{}
+	stopOnce  sync.Once
+	maybeMore bool
+	deferred  bool        // submitted requests await endRound's flush
+	hup       atomic.Bool // the peer closed its side (or the socket failed)
+	waiting   atomic.Bool // parked for readiness
+	counted   atomic.Bool // woken as part of a round it has not finished
+	rfn       func(fd uintptr) bool
+	rbuf      []byte
+	rn        int
+	rerr      error
+	idle      *time.Timer
+
 	pin    *pinned
 	dmu    sync.Mutex // guards duplex against kill()
 	duplex *duplex
@@ -92,15 +111,18 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
-		s:       s,
-		nc:      nc,
-		id:      s.nextID.Add(1),
-		created: time.Now(),
-		raddr:   nc.RemoteAddr().String(),
-		laddr:   nc.LocalAddr().String(),
-		in:      make([]byte, initialBuffer),
-		out:     make([]byte, 0, initialBuffer),
-		drained: make(chan struct{}, 1),
+		s:         s,
+		nc:        nc,
+		id:        s.nextID.Add(1),
+		created:   time.Now(),
+		raddr:     nc.RemoteAddr().String(),
+		laddr:     nc.LocalAddr().String(),
+		in:        make([]byte, initialBuffer),
+		out:       make([]byte, 0, initialBuffer),
+		drained:   make(chan struct{}, 1),
+		readable:  make(chan struct{}, 1),
+		stopRead:  make(chan struct{}),
+		maybeMore: true,
 	}
 	c.ob = newOutbox(nc, int(s.set.Load().cfg.Limits.MaxOutputBuffer),
 		func() time.Duration { return s.set.Load().cfg.WriteTimeout.D() },
@@ -123,12 +145,40 @@ func (c *conn) shutdown() {
 		c.kill()
 	default:
 		c.nc.SetReadDeadline(time.Now())
+		c.stopReading()
 	}
+}
+
+// stopReading wakes a goroutine waiting for input so that it sees the
+// connection is ending.
+func (c *conn) stopReading() { c.stopOnce.Do(func() { close(c.stopRead) }) }
+
+// wakeRead tells the connection its socket has data.
+func (c *conn) wakeRead() {
+	select {
+	case c.readable <- struct{}{}:
+	default:
+	}
+}
+
+// idleTimer returns a channel that fires after the idle timeout, or nil.
+func (c *conn) idleTimer() <-chan time.Time {
+	t := c.s.set.Load().cfg.IdleTimeout.D()
+	if t <= 0 || c.duplex != nil || c.pin != nil {
+		return nil
+	}
+	if c.idle == nil {
+		c.idle = time.NewTimer(t)
+	} else {
+		c.idle.Reset(t)
+	}
+	return c.idle.C
 }
 
 // kill closes the connection under the client's feet.
 func (c *conn) kill() {
 	c.killed.Store(true)
+	c.stopReading()
 	c.nc.Close()
 	c.dmu.Lock()
 	if d := c.duplex; d != nil {
@@ -148,7 +198,9 @@ func (c *conn) serve() {
 		}
 		c.mode.Store(modeBusy)
 		c.lastActive.Store(time.Now().UnixNano())
-		if !c.process() {
+		ok := c.process()
+		c.endRound()
+		if !ok {
 			return
 		}
 		if c.s.closing.Load() || c.killed.Load() {
@@ -182,7 +234,7 @@ func (c *conn) fill() bool {
 	if c.s.closing.Load() {
 		return false
 	}
-	if t := st.cfg.IdleTimeout.D(); t > 0 && c.duplex == nil && c.pin == nil {
+	if t := st.cfg.IdleTimeout.D(); t > 0 && c.duplex == nil && c.pin == nil && c.raw == nil {
 		c.nc.SetReadDeadline(time.Now().Add(t))
 	}
 	n, err := c.read(c.in[c.w:])
@@ -198,7 +250,12 @@ func (c *conn) fill() bool {
 }
 
 // read reads from the client.
-func (c *conn) read(buf []byte) (int, error) { return c.nc.Read(buf) }
+func (c *conn) read(buf []byte) (int, error) {
+	if c.raw != nil {
+		return c.readRaw(buf)
+	}
+	return c.nc.Read(buf)
+}
 
 // ensure makes room for at least n more bytes after c.w, moving the
 // pending command to the front or growing the buffer (doubling, so that
@@ -308,9 +365,37 @@ func (c *conn) flushOut() bool {
 
 // drain waits until every reply of the calls submitted so far has been
 // relayed, so that what this goroutine writes next comes after them.
+//
+// Everything that may wait (a local command, a dedicated connection, a
+// blocking command) drains first, so this is also where the client leaves
+// its round: a client that waits must not hold the others' requests back.
 func (c *conn) drain() {
+	c.endRound()
+	if c.inflight.Load() > 0 {
+		c.s.set.Load().backend.Flush() // our own deferred requests must go out
+		c.deferred = false
+	}
 	for c.inflight.Load() > 0 {
 		<-c.drained
+	}
+}
+
+// endRound ends this client's part of a round of clients woken together:
+// the last one to finish sends the round's deferred requests upstream in
+// one write. A client outside any round flushes when no round is open.
+func (c *conn) endRound() {
+	if c.counted.Swap(false) {
+		if c.s.round.Add(-1) > 0 {
+			return
+		}
+		// The last of the round sends everyone's requests.
+		c.deferred = false
+		c.s.set.Load().backend.Flush()
+		return
+	}
+	if c.deferred && c.s.round.Load() == 0 {
+		c.deferred = false
+		c.s.set.Load().backend.Flush()
 	}
 }
 
@@ -337,6 +422,14 @@ func (c *conn) cleanup() {
 	}
 	if !c.killed.Load() {
 		c.ob.wait() // the last replies (QUIT's +OK, a protocol error) go out
+	}
+	if c.s.ready != nil {
+		c.s.ready.remove(c)
+		c.waiting.Store(false)
+		c.endRound()
+	}
+	if c.idle != nil {
+		c.idle.Stop()
 	}
 	if c.pin != nil {
 		c.pin.up.Release(false)

@@ -291,6 +291,10 @@ func (c *conn) submitShared(st *settings, cmds []cmd) {
 		return
 	}
 	c.inflight.Add(1)
+	// Clients read through the frontend's poller finish in rounds:
+	// their requests wait for the round to end and go upstream together.
+	sc.Deferred = c.raw != nil
+	c.deferred = c.deferred || sc.Deferred
 	if err := st.backend.Submit(c.ctx(), &sc.RESPCall); err != nil {
 		// Nothing was sent: answer every command with the error, after
 		// the replies of earlier calls.

@@ -48,15 +48,17 @@ type Server struct {
 	health  backends.HealthCell
 	start   time.Time
 
-	ln   net.Listener
-	addr net.Addr
-	wg   sync.WaitGroup
+	ln    net.Listener
+	addr  net.Addr
+	wg    sync.WaitGroup
+	ready *readiness // nil where unsupported
 
 	mu      sync.Mutex
 	conns   map[int64]*conn
 	closing atomic.Bool
 
 	nextID   atomic.Int64
+	round    atomic.Int32 // clients woken together that have not finished their input
 	nclients atomic.Int64
 	blocked  atomic.Int64
 
@@ -140,6 +142,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.addr = ln.Addr()
+	if r, err := newReadiness(); err == nil {
+		s.ready = r
+		go r.run()
+	}
 	s.start = time.Now()
 	s.health.Set(backends.StateUp, "")
 	s.wg.Add(1)
@@ -197,6 +203,9 @@ func (s *Server) acceptLoop() {
 			nc = tls.Server(nc, st.tls)
 		}
 		c := newConn(s, nc)
+		if s.ready != nil && st.tls == nil {
+			s.ready.add(c)
+		}
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -246,6 +255,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		<-done
+	}
+	if s.ready != nil {
+		s.ready.close()
 	}
 	s.health.Set(backends.StateDown, "stopped")
 	return nil
