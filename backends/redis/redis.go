@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -52,7 +53,9 @@ type Config struct {
 	ReadTimeout configs.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds sending a request.
 	WriteTimeout configs.Duration `yaml:"write_timeout"`
-	// Conns is the number of shared, multiplexed connections.
+	// Conns is the number of shared, multiplexed connections; 0 means one
+	// per CPU Mecha runs on (max_procs). Fewer connections make larger
+	// pipelines, which costs the upstream less.
 	Conns int `yaml:"conns"`
 	// MaxIdle is how many idle dedicated connections are kept for reuse.
 	MaxIdle int `yaml:"max_idle"`
@@ -69,7 +72,7 @@ func DefaultConfig() *Config {
 		DialTimeout:    configs.Duration(2 * time.Second),
 		ReadTimeout:    configs.Duration(5 * time.Second),
 		WriteTimeout:   configs.Duration(5 * time.Second),
-		Conns:          2,
+		Conns:          0,
 		MaxIdle:        32,
 		IdleTimeout:    configs.Duration(5 * time.Minute),
 		HealthInterval: configs.Duration(time.Second),
@@ -82,8 +85,8 @@ func (c *Config) Validate() error {
 	if err := configs.CheckAddr("addr", c.Addr); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Conns < 1 || c.Conns > 64 {
-		errs = append(errs, configs.Errorf("conns", "must be between 1 and 64"))
+	if c.Conns < 0 || c.Conns > 64 {
+		errs = append(errs, configs.Errorf("conns", "must be between 0 (one per CPU) and 64"))
 	}
 	if c.MaxIdle < 0 {
 		errs = append(errs, configs.Errorf("max_idle", "must not be negative"))
@@ -131,11 +134,15 @@ var _ metrics.Collector = (*Backend)(nil)
 
 // New builds the backend; it connects in Start.
 func New(cfg *Config, env backends.Env) (*Backend, error) {
+	conns := cfg.Conns
+	if conns == 0 {
+		conns = runtime.GOMAXPROCS(0)
+	}
 	b := &Backend{
 		cfg:   cfg,
 		name:  env.Name,
 		log:   env.Logger,
-		slot:  make([]muxSlot, cfg.Conns),
+		slot:  make([]muxSlot, conns),
 		probe: make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}

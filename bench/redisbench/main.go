@@ -46,6 +46,7 @@ func main() {
 	tests := flag.String("t", "set,get,incr,lpush,lpop", "tests (redis-benchmark -t)")
 	mechaBin := flag.String("mecha", "", "mecha binary (default: build ./cmd/mecha)")
 	pipelines := flag.String("P", "1,16", "pipeline depths to run (redis-benchmark -P)")
+	verbose := flag.Bool("v", false, "print every round's results")
 	backendExtra := flag.String("backend", "", "extra options for Mecha's backend, e.g. \"conns: 1\"")
 	flag.Parse()
 
@@ -126,6 +127,9 @@ backends:
 				res := runBenchmark(t.port, *tests, *requests, *clients, p)
 				for name, v := range res {
 					results[t.name][name] = append(results[t.name][name], v)
+					if *verbose {
+						fmt.Printf("round %d -P %d %-9s %-6s %9.0f rps  p50 %.3f ms\n", r+1, p, t.name, name, v.rps, v.p50)
+					}
 				}
 			}
 		}

@@ -225,7 +225,7 @@ backends:
 	}
 
 	// An invalid configuration is refused; the running one stays.
-	bad := strings.Replace(cfgA, "type: redis", "type: redis, conns: 0", 1)
+	bad := strings.Replace(cfgA, "type: redis", "type: redis, conns: -1", 1)
 	if err := m.Reload(context.Background(), parse(t, bad), time.Second); err == nil || !strings.Contains(err.Error(), "conns") {
 		t.Fatalf("invalid reload: %v", err)
 	}
