@@ -6,10 +6,7 @@ package backends
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
 )
 
 // Backend is a store that frontends serve requests from. Constructors have
@@ -56,21 +53,11 @@ type Module struct {
 	New func(cfg any, env Env) (Backend, error)
 }
 
-var (
-	mu      sync.RWMutex
-	modules = map[string]Module{}
-)
+var registry = NewRegistry[Module]("backend type")
 
 // Register adds a backend module. It is called from init; registering a
 // type twice panics.
-func Register(m Module) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := modules[m.Type]; dup {
-		panic(fmt.Sprintf("backends: type %q registered twice", m.Type))
-	}
-	modules[m.Type] = m
-}
+func Register(m Module) { registry.Register(m.Type, m) }
 
 // RegisterType registers a module with a typed configuration.
 func RegisterType[C any](typ string, defaults func() *C, build func(*C, Env) (Backend, error)) {
@@ -82,21 +69,7 @@ func RegisterType[C any](typ string, defaults func() *C, build func(*C, Env) (Ba
 }
 
 // Lookup returns the module registered for typ.
-func Lookup(typ string) (Module, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	m, ok := modules[typ]
-	return m, ok
-}
+func Lookup(typ string) (Module, bool) { return registry.Lookup(typ) }
 
 // Types lists the registered backend types.
-func Types() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(modules))
-	for t := range modules {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
-}
+func Types() []string { return registry.Names() }

@@ -6,11 +6,8 @@ package frontends
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
-	"sort"
-	"sync"
 
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/configs"
@@ -100,21 +97,11 @@ type Module struct {
 	New func(cfg any, env Env) (Frontend, error)
 }
 
-var (
-	mu      sync.RWMutex
-	modules = map[string]Module{}
-)
+var registry = backends.NewRegistry[Module]("frontend protocol")
 
 // Register adds a frontend module. It is called from init; registering a
 // protocol twice panics.
-func Register(m Module) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := modules[m.Protocol]; dup {
-		panic(fmt.Sprintf("frontends: protocol %q registered twice", m.Protocol))
-	}
-	modules[m.Protocol] = m
-}
+func Register(m Module) { registry.Register(m.Protocol, m) }
 
 // RegisterProtocol registers a module with a typed configuration.
 func RegisterProtocol[C any](protocol string, defaults func() *C, build func(*C, Env) (Frontend, error)) {
@@ -126,21 +113,7 @@ func RegisterProtocol[C any](protocol string, defaults func() *C, build func(*C,
 }
 
 // Lookup returns the module registered for protocol.
-func Lookup(protocol string) (Module, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	m, ok := modules[protocol]
-	return m, ok
-}
+func Lookup(protocol string) (Module, bool) { return registry.Lookup(protocol) }
 
 // Protocols lists the registered protocols.
-func Protocols() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(modules))
-	for p := range modules {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
-}
+func Protocols() []string { return registry.Names() }

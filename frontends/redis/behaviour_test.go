@@ -465,3 +465,56 @@ func TestManyClientsConcurrently(t *testing.T) {
 		t.Errorf("%v requests flushed late", late)
 	}
 }
+
+func TestClientListKillInfo(t *testing.T) {
+	g := startGateway(t, "", "")
+	a, b := dial(t, g.addr), dial(t, g.addr)
+	a.Do("CLIENT", "SETNAME", "alpha")
+	a.Do("CLIENT", "SETINFO", "LIB-NAME", "mecha-test")
+	b.Do("SELECT", "5")
+	list := a.Do("CLIENT", "LIST")
+	lines := strings.Split(strings.TrimSpace(list[strings.Index(list, "\r\n")+2:]), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("CLIENT LIST has %d lines: %q", len(lines), list)
+	}
+	if !regexp.MustCompile(`^id=\d+ addr=127\.0\.0\.1:\d+ laddr=\S+ fd=\S+ name=alpha age=\d+ idle=\d+ flags=N db=0 .* cmd=client\|list user=default .*lib-name=mecha-test`).MatchString(lines[0]) {
+		t.Fatalf("CLIENT LIST line: %q", lines[0])
+	}
+	if !strings.Contains(lines[1], " db=5 ") {
+		t.Fatalf("second client: %q", lines[1])
+	}
+	info := a.Do("CLIENT", "INFO")
+	if !strings.Contains(info, "name=alpha") || strings.Count(info, "id=") != 1 {
+		t.Fatalf("CLIENT INFO = %q", info)
+	}
+	bid := strings.TrimPrefix(strings.Fields(lines[1])[0], "id=")
+	if r := a.Do("CLIENT", "KILL", "ID", bid); r != ":1\r\n" {
+		t.Fatalf("CLIENT KILL ID = %q", r)
+	}
+	if !b.Closed() {
+		t.Fatal("killed client still connected")
+	}
+	// SKIPME yes (the default) spares the caller.
+	if r := a.Do("CLIENT", "KILL", "TYPE", "normal"); r != ":0\r\n" {
+		t.Fatalf("CLIENT KILL TYPE normal = %q", r)
+	}
+	if r := a.Do("PING"); r != "+PONG\r\n" {
+		t.Fatalf("caller after KILL = %q", r)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	g := startGateway(t, "idle_timeout: 300ms", "")
+	idle := dial(t, g.addr)
+	idle.Do("PING")
+	if !idle.Closed() {
+		t.Fatal("idle client not disconnected")
+	}
+	// A subscribed client is never idle.
+	sub := dial(t, g.addr)
+	sub.Do("SUBSCRIBE", "quiet")
+	time.Sleep(600 * time.Millisecond)
+	if r := sub.Do("PING"); r != "*2\r\n"+bulk("pong")+bulk("") {
+		t.Fatalf("subscribed client after idle period: %q", r)
+	}
+}

@@ -33,7 +33,7 @@ type cmd struct {
 	args [][]byte
 	raw  []byte
 	info *resp.CommandInfo
-	name string // for error texts: the command as the client spelled it
+	id   int // index in the command metrics
 }
 
 // conn is one client connection. Its session state is owned by the serve
@@ -304,6 +304,7 @@ func (c *conn) process() bool {
 				continue
 			}
 			k := cmd{args: pc.Args, raw: pc.Raw, info: resp.Lookup(pc.Args[0])}
+			k.id = metricID(&k)
 			cmds = append(cmds, k)
 			// Redis parses one command at a time, so a pipelined AUTH
 			// lifts the unauthenticated limits for what follows it.
@@ -455,7 +456,7 @@ func metricID(k *cmd) int {
 
 // record counts a command in the metrics.
 func (c *conn) record(k *cmd, isErr bool, d time.Duration) {
-	c.recordID(metricID(k), isErr, d)
+	c.recordID(k.id, isErr, d)
 }
 
 // recordID counts the command with metrics index id.
@@ -466,7 +467,6 @@ func (c *conn) recordID(id int, isErr bool, d time.Duration) {
 		s.Errors.Inc()
 	}
 	s.Latency.Observe(d)
-	c.lastCmd.Store(int32(id))
 }
 
 // setDB changes the selected database.

@@ -108,47 +108,17 @@ func (c *conn) duplexExec(st *settings, cmds []cmd) int {
 		switch {
 		case d.monitor && name != "reset":
 			// A monitoring connection stays a raw relay until it closes.
-			j := i
-			c.req = c.req[:0]
-			for j < len(cmds) && !(cmds[j].info != nil && cmds[j].info.Name == "reset") {
-				c.req = encode(c.req, &cmds[j])
-				if cmds[j].info != nil && cmds[j].info.Name == "quit" {
-					d.quitting.Store(true)
-				}
-				c.record(&cmds[j], false, 0)
-				j++
-			}
-			if !d.send(c.req) {
+			n, done := c.relayRun(d, cmds[i:], func(k *cmd) bool { return !(k.info != nil && k.info.Name == "reset") })
+			if done {
 				return len(cmds)
 			}
-			if d.quitting.Load() {
-				c.awaitQuit(d)
+			i += n
+		case isDuplexCommand(k):
+			n, done := c.relayRun(d, cmds[i:], isDuplexCommand)
+			if done {
 				return len(cmds)
 			}
-			i = j
-		case name == "subscribe" || name == "psubscribe" || name == "ssubscribe" ||
-			name == "unsubscribe" || name == "punsubscribe" || name == "sunsubscribe" ||
-			name == "ping" || name == "quit":
-			j := i
-			c.req = c.req[:0]
-			for j < len(cmds) && isDuplexCommand(&cmds[j]) {
-				c.req = encode(c.req, &cmds[j])
-				c.record(&cmds[j], false, 0)
-				if cmds[j].info.Name == "quit" {
-					d.quitting.Store(true)
-					j++
-					break
-				}
-				j++
-			}
-			if !d.send(c.req) {
-				return len(cmds)
-			}
-			if d.quitting.Load() {
-				c.awaitQuit(d)
-				return len(cmds)
-			}
-			i = j
+			i += n
 		case name == "reset":
 			if !d.monitor {
 				d.barrier()
@@ -175,6 +145,31 @@ func (c *conn) duplexExec(st *settings, cmds []cmd) int {
 		}
 	}
 	return len(cmds)
+}
+
+// relayRun sends upstream the leading commands of cmds that pass, up to
+// and including a QUIT, and reports how many it sent; done means the
+// connection is ending (QUIT, or the upstream failed).
+func (c *conn) relayRun(d *duplex, cmds []cmd, pass func(*cmd) bool) (int, bool) {
+	n := 0
+	c.req = c.req[:0]
+	for n < len(cmds) && pass(&cmds[n]) {
+		c.req = encode(c.req, &cmds[n])
+		c.record(&cmds[n], false, 0)
+		n++
+		if k := &cmds[n-1]; k.info != nil && k.info.Name == "quit" {
+			d.quitting.Store(true)
+			break
+		}
+	}
+	if !d.send(c.req) {
+		return n, true
+	}
+	if d.quitting.Load() {
+		c.awaitQuit(d)
+		return n, true
+	}
+	return n, false
 }
 
 func isDuplexCommand(k *cmd) bool {

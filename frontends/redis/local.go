@@ -141,14 +141,23 @@ func (c *conn) auth(st *settings, k *cmd) {
 	} else {
 		user, pass = k.args[1], k.args[2]
 	}
+	if c.login(st, user, pass) {
+		c.out = resp.AppendOK(c.out)
+	}
+}
+
+// login checks credentials and, when they are right, authenticates the
+// connection; when wrong it replies WRONGPASS and logs the attempt
+// (never the password).
+func (c *conn) login(st *settings, user, pass []byte) bool {
 	if !authenticate(st, user, pass) {
 		c.s.log.Info("client authentication failed", "client", c.raddr, "user", string(user))
 		c.out = resp.AppendError(c.out, errWrongPass)
-		return
+		return false
 	}
 	c.authed = true
 	c.setUser(string(user))
-	c.out = resp.AppendOK(c.out)
+	return true
 }
 
 func (c *conn) hello(st *settings, k *cmd) {
@@ -180,14 +189,8 @@ func (c *conn) hello(st *settings, k *cmd) {
 			return
 		}
 	}
-	if user != nil {
-		if !authenticate(st, user, pass) {
-			c.s.log.Info("client authentication failed", "client", c.raddr, "user", string(user))
-			c.out = resp.AppendError(c.out, errWrongPass)
-			return
-		}
-		c.authed = true
-		c.setUser(string(user))
+	if user != nil && !c.login(st, user, pass) {
+		return
 	}
 	if !c.authed {
 		c.out = resp.AppendError(c.out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")

@@ -130,6 +130,7 @@ func (c *conn) execute(st *settings, cmds []cmd) {
 			continue
 		}
 		k := &cmds[i]
+		c.lastCmd.Store(int32(k.id))
 		if !c.authed && (k.info == nil || !k.info.Has(resp.FlagNoAuth)) {
 			c.drain()
 			c.localError(k, "NOAUTH Authentication required.")
@@ -279,7 +280,7 @@ func (c *conn) submitShared(st *settings, cmds []cmd) {
 	sc.ids = sc.ids[:0]
 	for i := range cmds {
 		sc.Req = encode(sc.Req, &cmds[i])
-		sc.ids = append(sc.ids, metricID(&cmds[i]))
+		sc.ids = append(sc.ids, cmds[i].id)
 	}
 	if len(sc.Req) > spillAt {
 		// A large request would be copied into the shared write buffer

@@ -136,18 +136,9 @@ func (p *Parser) Parse(buf []byte) (cmd Command, n int, err error) {
 		if buf[0] != '*' {
 			return p.parseInline(buf)
 		}
-		// Multibulk count line: Redis searches for '\r' and then skips two
-		// bytes without checking the second is '\n'.
-		cr := p.findCR(buf)
+		cr, err := p.headerLine(buf, errTooBigMbulkCount)
 		if cr < 0 {
-			if len(buf) > p.Limits.MaxInlineLen {
-				return Command{}, 0, errTooBigMbulkCount
-			}
-			return Command{}, 0, nil
-		}
-		p.scanned = 0
-		if cr > len(buf)-2 {
-			return Command{}, 0, nil
+			return Command{}, 0, err
 		}
 		ll, ok := parseInt(buf[1:cr])
 		if !ok || ll > 1<<31-1 || ll > p.Limits.MaxMultibulkLen {
@@ -169,16 +160,9 @@ func (p *Parser) Parse(buf []byte) (cmd Command, n int, err error) {
 	for p.remaining > 0 {
 		if p.bulkLen < 0 {
 			rest := buf[p.pos:]
-			cr := p.findCR(rest)
+			cr, err := p.headerLine(rest, errTooBigBulkCount)
 			if cr < 0 {
-				if len(rest) > p.Limits.MaxInlineLen {
-					return Command{}, 0, errTooBigBulkCount
-				}
-				return Command{}, 0, nil
-			}
-			p.scanned = 0
-			if cr > len(rest)-2 {
-				return Command{}, 0, nil
+				return Command{}, 0, err
 			}
 			if rest[0] != '$' {
 				c := rest[0]
@@ -389,6 +373,25 @@ func hexVal(c byte) byte {
 	default:
 		return c - 'A' + 10
 	}
+}
+
+// headerLine finds the end of a count or bulk header line at the start of
+// b: Redis searches for '\r' and then skips two bytes without checking
+// the second is '\n'. It returns the index of the '\r', or -1 when more
+// input is needed (with tooBig once the line is longer than Redis allows).
+func (p *Parser) headerLine(b []byte, tooBig error) (int, error) {
+	cr := p.findCR(b)
+	if cr < 0 {
+		if len(b) > p.Limits.MaxInlineLen {
+			return -1, tooBig
+		}
+		return -1, nil
+	}
+	p.scanned = 0
+	if cr > len(b)-2 {
+		return -1, nil
+	}
+	return cr, nil
 }
 
 // findCR returns the index of the first '\r' in a header line, or -1,
