@@ -74,6 +74,12 @@ func (r *readiness) run() {
 				}
 			}
 			r.mu.Unlock()
+			if n < len(events) {
+				// The set was empty when read: whatever arrives from now
+				// on wakes the netpoller, so there is no need to ask
+				// again (a system call per round saved).
+				return false
+			}
 		}
 	})
 }
