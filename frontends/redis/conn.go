@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
+	translate "github.com/mecha-gateway/mecha/translate/redis"
 )
 
 const (
@@ -99,6 +100,12 @@ type conn struct {
 	rn        int
 	rerr      error
 	idle      *time.Timer
+
+	// sess is the client's translation-layer session (stores that do not
+	// speak RESP).
+	sess *translate.Session
+	// kvUnblock ends the session's blocking command (CLIENT UNBLOCK).
+	kvUnblock atomic.Pointer[context.CancelCauseFunc]
 
 	pin    *pinned
 	dmu    sync.Mutex // guards duplex against kill()
@@ -192,14 +199,24 @@ func (c *conn) serve() {
 	st := c.s.set.Load()
 	c.authed = !st.authNeed
 	c.setUser("default")
+	if st.kv != nil {
+		c.sess = st.kv.NewSession(func(b []byte) { c.ob.write(b) })
+		c.sess.Local = c.localInExec
+	}
 	for {
 		if !c.fill() {
 			return
 		}
 		c.mode.Store(modeBusy)
 		c.lastActive.Store(time.Now().UnixNano())
+		if c.sess != nil {
+			c.sess.BeginBatch()
+		}
 		ok := c.process()
 		c.endRound()
+		if c.sess != nil {
+			c.sess.EndBatch()
+		}
 		if !ok {
 			return
 		}
@@ -373,7 +390,7 @@ func (c *conn) flushOut() bool {
 func (c *conn) drain() {
 	c.endRound()
 	if c.inflight.Load() > 0 {
-		c.s.set.Load().backend.Flush() // our own deferred requests must go out
+		c.s.set.Load().flush() // our own deferred requests must go out
 		c.deferred = false
 	}
 	for c.inflight.Load() > 0 {
@@ -391,12 +408,12 @@ func (c *conn) endRound() {
 		}
 		// The last of the round sends everyone's requests.
 		c.deferred = false
-		c.s.set.Load().backend.Flush()
+		c.s.set.Load().flush()
 		return
 	}
 	if c.deferred && c.s.round.Load() == 0 {
 		c.deferred = false
-		c.s.set.Load().backend.Flush()
+		c.s.set.Load().flush()
 	}
 }
 
@@ -412,6 +429,9 @@ func (c *conn) callDone() {
 
 func (c *conn) cleanup() {
 	c.drain()
+	if c.sess != nil {
+		c.sess.Close()
+	}
 	if d := c.duplex; d != nil {
 		d.stop()
 		if !d.keepPin {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mecha-gateway/mecha/backends"
+	"github.com/mecha-gateway/mecha/backends/kv"
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
 )
 
@@ -44,6 +45,8 @@ func (c *conn) local(st *settings, k *cmd) {
 		c.info(st, k)
 	case "config|get":
 		c.configGet(st, k)
+	case "config|set", "config|resetstat", "config|rewrite", "config|help":
+		c.configKV(st, k, info.Name)
 	default:
 		if strings.HasPrefix(info.Name, "client|") {
 			c.client(st, k, info.Name[len("client|"):])
@@ -90,9 +93,16 @@ func (c *conn) selectDB(st *settings, k *cmd) {
 		c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
 		return
 	}
-	if db < 0 || db >= int64(st.backend.Databases()) {
+	if db < 0 || db >= int64(st.databases()) {
 		c.out = resp.AppendError(c.out, "ERR DB index is out of range")
 		return
+	}
+	if c.sess != nil {
+		if db != 0 && !st.kv.Has(kv.FeatureMultiDB) {
+			c.out = resp.AppendError(c.out, "ERR command 'SELECT' is not supported by backend '"+st.bname+"'")
+			return
+		}
+		c.sess.SetDB(int(db))
 	}
 	// A held upstream connection follows at its next command.
 	c.setDB(int(db))
@@ -200,7 +210,7 @@ func (c *conn) hello(st *settings, k *cmd) {
 		return
 	}
 	c.out = resp.AppendArray(c.out, 14)
-	for _, kv := range [][2]string{{"server", "redis"}, {"version", st.backend.Version()}} {
+	for _, kv := range [][2]string{{"server", "redis"}, {"version", st.version()}} {
 		c.out = resp.AppendBulkString(c.out, kv[0])
 		c.out = resp.AppendBulkString(c.out, kv[1])
 	}
@@ -239,6 +249,9 @@ func (c *conn) setName(name []byte) bool {
 }
 
 func (c *conn) reset(st *settings) {
+	if c.sess != nil {
+		c.sess.Reset(c.ctx())
+	}
 	if c.pin != nil {
 		// The upstream connection may hold a transaction, WATCHed keys or
 		// tracking: close it rather than undo each.
@@ -563,6 +576,10 @@ func (c *conn) clientUnblock(st *settings, k *cmd) {
 	var upID int64
 	for _, o := range c.s.clients() {
 		if o.id == id && o.mode.Load() == modeBlocked {
+			if o.sess != nil {
+				c.out = resp.AppendInt(c.out, int64(boolInt(o.unblockKV(reason == "ERROR"))))
+				return
+			}
 			upID = o.blockedOn.Load()
 		}
 	}
@@ -602,7 +619,18 @@ func (c *conn) configGet(st *settings, k *cmd) {
 	}
 	local := c.localConfig(st)
 	var pairs [][2][]byte
-	if v, err := c.ask(st, args...); err == nil && v.Type == '*' && len(v.Array)%2 == 0 {
+	if st.kv != nil {
+		for _, p := range st.kv.Config(func(name string) bool {
+			for _, pat := range k.args[2:] {
+				if resp.Match(pat, []byte(name), true) {
+					return true
+				}
+			}
+			return false
+		}) {
+			pairs = append(pairs, [2][]byte{[]byte(p[0]), []byte(p[1])})
+		}
+	} else if v, err := c.ask(st, args...); err == nil && v.Type == '*' && len(v.Array)%2 == 0 {
 		for i := 0; i+1 < len(v.Array); i += 2 {
 			pairs = append(pairs, [2][]byte{v.Array[i].Str, v.Array[i+1].Str})
 		}
@@ -651,7 +679,7 @@ func (c *conn) localConfig(st *settings) localConfig {
 		"client-query-buffer-limit": strconv.FormatInt(int64(l.MaxQueryBuffer), 10),
 		"timeout":                   strconv.FormatInt(int64(st.cfg.IdleTimeout.D()/time.Second), 10),
 	}
-	all := map[string]string{"save": "", "appendonly": "no", "databases": strconv.Itoa(st.backend.Databases())}
+	all := map[string]string{"save": "", "appendonly": "no", "databases": strconv.Itoa(st.databases())}
 	for k, v := range owned {
 		all[k] = v
 	}
@@ -665,13 +693,15 @@ func (c *conn) info(st *settings, k *cmd) {
 	for _, a := range k.args[1:] {
 		args = append(args, string(a))
 	}
-	var upstream []byte
-	if v, err := c.ask(st, args...); err == nil && v.Type == '$' && !v.Null {
-		upstream = v.Str
-	}
 	want := map[string]bool{}
 	for _, a := range k.args[1:] {
 		want[strings.ToLower(string(a))] = true
+	}
+	var upstream []byte
+	if st.kv != nil {
+		upstream = []byte(strings.Join(st.kv.InfoSections(c.ctx(), want), "\r\n"))
+	} else if v, err := c.ask(st, args...); err == nil && v.Type == '$' && !v.Null {
+		upstream = v.Str
 	}
 	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
 	var b bytes.Buffer
@@ -737,7 +767,7 @@ func (c *conn) infoServer(st *settings, b *bytes.Buffer) {
 	}
 	lines := []string{
 		"# Server",
-		"redis_version:" + st.backend.Version(),
+		"redis_version:" + st.version(),
 		"redis_git_sha1:00000000",
 		"redis_git_dirty:0",
 		"redis_build_id:0",
@@ -780,5 +810,55 @@ func (c *conn) infoClients(st *settings, b *bytes.Buffer) {
 	for _, l := range lines {
 		b.WriteString(l)
 		b.WriteString("\r\n")
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// configKV answers CONFIG SET, RESETSTAT, REWRITE and HELP for a store
+// served through the translation layer (a Redis upstream answers them
+// itself).
+func (c *conn) configKV(st *settings, k *cmd, sub string) {
+	switch sub {
+	case "config|set":
+		if len(k.args)%2 != 0 {
+			c.out = resp.AppendError(c.out, "ERR wrong number of arguments for 'config|set' command")
+			return
+		}
+		for i := 2; i < len(k.args); i += 2 {
+			name := strings.ToLower(string(k.args[i]))
+			ok, err := st.kv.SetConfig(name, string(k.args[i+1]))
+			switch {
+			case !ok:
+				c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Unknown option or number of arguments for CONFIG SET - '%s'", k.args[i]))
+				return
+			case err != nil:
+				c.out = resp.AppendError(c.out, fmt.Sprintf("ERR CONFIG SET failed (possibly related to argument '%s') - %v", k.args[i], err))
+				return
+			}
+		}
+		c.out = resp.AppendOK(c.out)
+	case "config|resetstat":
+		c.out = resp.AppendOK(c.out)
+	case "config|rewrite":
+		c.out = resp.AppendError(c.out, "ERR The server is running without a config file")
+	default:
+		help := []string{
+			"CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+			"GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+			"SET <directive> <value>", "    Set the configuration <directive> to <value>.",
+			"RESETSTAT", "    Reset statistics reported by the INFO command.",
+			"REWRITE", "    Rewrite the configuration file.",
+			"HELP", "    Prints this help.",
+		}
+		c.out = resp.AppendArray(c.out, len(help))
+		for _, l := range help {
+			c.out = resp.AppendSimple(c.out, l)
+		}
 	}
 }

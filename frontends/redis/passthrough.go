@@ -119,6 +119,10 @@ func (c *conn) clientRoute(k *cmd) route {
 // sends on a connection of the client's own, first waits for those
 // replies so that the client receives everything in order.
 func (c *conn) execute(st *settings, cmds []cmd) {
+	if st.kv != nil {
+		c.executeKV(st, cmds)
+		return
+	}
 	for i := 0; i < len(cmds); {
 		if c.quit || c.killed.Load() {
 			return

@@ -204,7 +204,7 @@ func (c *conn) track(st *settings, k *cmd, typ byte, reply []byte) {
 			p.up.SetDB(-1)
 		}
 		if p.multi && ok && len(k.args) == 2 {
-			if db, valid := resp.ParseInt(k.args[1]); valid && db >= 0 && db < int64(st.backend.Databases()) {
+			if db, valid := resp.ParseInt(k.args[1]); valid && db >= 0 && db < int64(st.databases()) {
 				p.selectInMulti = int(db)
 			}
 		}
@@ -250,7 +250,7 @@ func (c *conn) runBlocking(st *settings, k *cmd) {
 	c.blockedOn.Store(up.UpstreamID())
 	c.mode.Store(modeBlocked)
 	c.s.blocked.Add(1)
-	stopWatch := c.watchClient(up)
+	stopWatch := c.watchClient(func() { up.Close() })
 	c.types = c.types[:0]
 	ok, err := c.roundTrip(st, up, []cmd{*k}, false, nil)
 	gone := stopWatch()
@@ -276,11 +276,11 @@ func (c *conn) runBlocking(st *settings, k *cmd) {
 }
 
 // watchClient reads from the client while a blocking command waits. Bytes
-// it reads are kept for after; if the client closes, the upstream
-// connection is closed so that the blocked command ends without taking
-// anything. The returned function stops the watcher and reports whether
-// the client went away.
-func (c *conn) watchClient(up backends.RESPConn) func() bool {
+// it reads are kept for after; if the client closes, gone runs (closing
+// the upstream connection, or cancelling the store's wait) so that the
+// blocked command ends without taking anything. The returned function
+// stops the watcher and reports whether the client went away.
+func (c *conn) watchClient(gone func()) func() bool {
 	done := make(chan bool, 1)
 	go func() {
 		buf := make([]byte, 4096)
@@ -301,7 +301,7 @@ func (c *conn) watchClient(up backends.RESPConn) func() bool {
 					done <- false
 					return
 				}
-				up.Close()
+				gone()
 				done <- true
 				return
 			}

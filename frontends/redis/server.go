@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"github.com/mecha-gateway/mecha/backends"
+	"github.com/mecha-gateway/mecha/backends/kv"
 	"github.com/mecha-gateway/mecha/backends/metrics"
 	"github.com/mecha-gateway/mecha/frontends"
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
+	translate "github.com/mecha-gateway/mecha/translate/redis"
 )
 
 func init() {
@@ -31,12 +33,39 @@ func init() {
 
 // settings is the part of the frontend that a reload replaces.
 type settings struct {
-	cfg      *Config
-	tls      *tls.Config
+	cfg *Config
+	tls *tls.Config
+	// Exactly one of backend (a RESP server, passed through) and kv (a
+	// store served through the translation layer) is set.
 	backend  backends.RESPPassthrough
+	kv       *translate.Engine
 	bname    string
 	limits   resp.Limits
 	authNeed bool
+}
+
+// emulatedVersion is the Redis version the translation layer behaves as.
+const emulatedVersion = "7.0.15"
+
+func (st *settings) databases() int {
+	if st.kv != nil {
+		return st.kv.Databases()
+	}
+	return st.backend.Databases()
+}
+
+func (st *settings) version() string {
+	if st.kv != nil {
+		return emulatedVersion
+	}
+	return st.backend.Version()
+}
+
+// flush sends deferred requests upstream (passthrough only).
+func (st *settings) flush() {
+	if st.backend != nil {
+		st.backend.Flush()
+	}
 }
 
 // Server is a Redis frontend.
@@ -110,16 +139,19 @@ func New(cfg *Config, env frontends.Env) (*Server, error) {
 }
 
 func newSettings(cfg *Config, env frontends.Env) (*settings, error) {
-	pb, ok := env.Backend.(backends.RESPPassthrough)
-	if !ok {
-		return nil, fmt.Errorf("backend %q cannot serve the redis protocol", env.BackendName)
-	}
 	st := &settings{
 		cfg:      cfg,
-		backend:  pb,
 		bname:    env.BackendName,
 		limits:   cfg.Limits.parser(),
 		authNeed: cfg.Auth != nil,
+	}
+	switch b := env.Backend.(type) {
+	case backends.RESPPassthrough:
+		st.backend = b
+	case kv.Store:
+		st.kv = translate.EngineFor(b, env.BackendName)
+	default:
+		return nil, fmt.Errorf("backend %q cannot serve the redis protocol", env.BackendName)
 	}
 	if cfg.TLS != nil {
 		t, err := cfg.TLS.Build()
