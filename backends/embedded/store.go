@@ -219,12 +219,8 @@ func (s *Store) Update(ctx context.Context, db int, fn func(kv.Tx) error) error 
 	t := &s.tx
 	t.begin(db, true)
 	err := fn(t)
-	if len(t.changed) > 0 {
-		s.writes.Add(uint64(len(t.changed)))
-		for _, h := range s.hooks {
-			h(t, t.changed)
-		}
-	}
+	s.writes.Add(uint64(len(t.changed)))
+	s.runHooks(t)
 	if s.aof != nil && len(t.propagated) > 0 {
 		s.aof.append(t.propagated, t.propCount)
 	}
@@ -350,16 +346,26 @@ func (s *Store) expireSample(db int) int {
 			expired++
 		}
 	}
-	if len(t.changed) > 0 {
-		for _, h := range s.hooks {
-			h(t, t.changed)
-		}
-	}
+	s.runHooks(t)
 	if s.aof != nil && len(t.propagated) > 0 {
 		s.aof.append(t.propagated, t.propCount)
 	}
 	t.end()
 	return expired
+}
+
+// runHooks runs the commit hooks on the keys the transaction changed,
+// again on the keys the hooks themselves change (a blocked BLMOVE fed by
+// a push feeds the client blocked on its destination), until none is
+// left.
+func (s *Store) runHooks(t *tx) {
+	for done := 0; done < len(t.changed) && len(s.hooks) > 0; {
+		batch := t.changed[done:len(t.changed):len(t.changed)]
+		done = len(t.changed)
+		for _, h := range s.hooks {
+			h(t, batch)
+		}
+	}
 }
 
 // Stats reports INFO's counters.

@@ -111,7 +111,14 @@ type process struct {
 
 func startMecha(t *testing.T, args ...string) *process {
 	t.Helper()
+	return startMechaIn(t, "", args...)
+}
+
+// startMechaIn runs mecha in dir (where ./mecha-data goes).
+func startMechaIn(t *testing.T, dir string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +238,7 @@ func TestRunDefaults(t *testing.T) {
 		}
 		l.Close()
 	}
-	p := startMecha(t, "run")
+	p := startMechaIn(t, t.TempDir(), "run")
 	line := p.waitLog(t, "listening")
 	if !strings.Contains(line, "addr=127.0.0.1:6380") || !strings.Contains(line, `login="no password"`) {
 		t.Fatalf("listening line: %s", line)
@@ -243,6 +250,11 @@ func TestRunDefaults(t *testing.T) {
 		t.Fatalf("admin endpoint: %v", err)
 	}
 	c.Close()
+	// The embedded store answers on 6380, with no Redis anywhere.
+	cl := redistest.Dial(t, "127.0.0.1:6380")
+	if r := cl.Do("SET", "k", "v"); r != "+OK\r\n" {
+		t.Fatalf("SET on the default store = %q", r)
+	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	<-p.done
 }

@@ -270,7 +270,7 @@ func cmdHIncrBy(c *call) {
 
 func cmdHIncrByFloat(c *call) {
 	incr, ok := longDouble(c.args[3])
-	if !ok || incr.IsInf() {
+	if !ok {
 		c.errorMsg(errNotFloat)
 		return
 	}
@@ -288,6 +288,10 @@ func cmdHIncrByFloat(c *call) {
 			}
 			cur = f
 		}
+	}
+	if incr.IsInf() {
+		c.errorMsg(errNaN)
+		return
 	}
 	sum := new(big.Float).SetPrec(64).Add(cur, incr)
 	if f, _ := sum.Float64(); math.IsInf(f, 0) {

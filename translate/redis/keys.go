@@ -459,10 +459,8 @@ func encoding(v *kv.Value) string {
 		}
 		return "raw"
 	case kv.KindList:
-		if v.List.Len() <= 128 && listSmall(v.List) {
-			return "listpack"
-		}
-		return "quicklist"
+		return "quicklist" // Redis 7.0 encodes every list so
+
 	case kv.KindHash:
 		if len(v.Hash) <= 128 {
 			for f, x := range v.Hash {
@@ -484,9 +482,6 @@ func encoding(v *kv.Value) string {
 		if allInts && len(v.Set) <= 512 {
 			return "intset"
 		}
-		if len(v.Set) <= 128 {
-			return "listpack"
-		}
 		return "hashtable"
 	case kv.KindZSet:
 		if v.ZSet.Len() <= 128 {
@@ -502,17 +497,6 @@ func encoding(v *kv.Value) string {
 		return "skiplist"
 	}
 	return "raw"
-}
-
-func listSmall(l *kv.List) bool {
-	small := true
-	if l.Len() > 0 {
-		l.Each(0, l.Len()-1, func(_ int, b []byte) bool {
-			small = len(b) <= 64
-			return small
-		})
-	}
-	return small
 }
 
 func cmdObjectEncoding(c *call) {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/mecha-gateway/mecha/backends/kv"
@@ -49,10 +50,10 @@ const (
 )
 
 func subKind(name string) int {
-	switch name[0] {
-	case 'p':
+	switch {
+	case strings.HasPrefix(name, "psub"), strings.HasPrefix(name, "punsub"):
 		return subPattern
-	case 's':
+	case strings.HasPrefix(name, "ssub"), strings.HasPrefix(name, "sunsub"):
 		return subShard
 	}
 	return subChannel

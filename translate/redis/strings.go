@@ -384,7 +384,7 @@ func cmdIncr(c *call) {
 
 func cmdIncrByFloat(c *call) {
 	incr, ok := longDouble(c.args[2])
-	if !ok || incr.IsInf() {
+	if !ok {
 		c.errorMsg(errNotFloat)
 		return
 	}
@@ -401,6 +401,10 @@ func cmdIncrByFloat(c *call) {
 	case kv.ErrNotFound:
 	default:
 		c.replyErr(err)
+		return
+	}
+	if incr.IsInf() {
+		c.errorMsg(errNaN)
 		return
 	}
 	sum := new(big.Float).SetPrec(64).Add(cur, incr)

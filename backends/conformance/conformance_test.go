@@ -1,0 +1,218 @@
+// Package conformance runs one suite of Redis behaviour against every
+// backend the Redis frontend serves, comparing each reply, byte for byte
+// after normalisation, with a real redis-server's reply to the same
+// commands. A backend runs the scripts whose features it claims; where it
+// must differ from Redis, the script says so and why.
+package conformance
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mecha-gateway/mecha/backends/kv"
+	"github.com/mecha-gateway/mecha/backends/redis/redistest"
+	"github.com/mecha-gateway/mecha/cmd/mecha/app/apptest"
+	"github.com/mecha-gateway/mecha/frontends/redis/resp"
+)
+
+// target is a backend behind Mecha's Redis frontend.
+type target struct {
+	name     string
+	addr     string
+	features kv.Feature
+	// differs lists scripts (by name) whose replies the backend is known
+	// to give differently, with the reason.
+	differs map[string]string
+}
+
+const all kv.Feature = 1<<31 - 1
+
+// env starts the reference redis-server and every target once per test
+// binary run.
+func startTargets(t *testing.T) (ref string, targets []target) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	reference := redistest.Start(t)
+	upstream := redistest.Start(t)
+	m := apptest.Start(t, fmt.Sprintf(`
+admin: {listen: ""}
+data_dir: %s
+frontends:
+  - {name: passthrough, protocol: redis, listen: "127.0.0.1:0", backend: upstream}
+  - {name: embedded, protocol: redis, listen: "127.0.0.1:0", backend: store}
+backends:
+  upstream: {type: redis, addr: %s}
+  store: {type: embedded, fsync: "no"}
+`, t.TempDir(), upstream.Addr()))
+	targets = []target{
+		{name: "redis passthrough", addr: apptest.Addr(t, m, "passthrough"), features: all},
+		{name: "embedded", addr: apptest.Addr(t, m, "embedded"), features: all &^ featureStreams},
+	}
+	return reference.Addr(), targets
+}
+
+// featureStreams marks scripts that use streams, which only a real Redis
+// serves.
+const featureStreams kv.Feature = 1 << 30
+
+// conn is a raw connection that sends commands and reads replies.
+type conn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialConn(t *testing.T, addr string) *conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &conn{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (c *conn) do(args []string) resp.Value {
+	c.t.Helper()
+	c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.c.Write([]byte(redistest.Command(args...))); err != nil {
+		c.t.Fatal(err)
+	}
+	raw, err := redistest.ReadReply(c.r)
+	if err != nil {
+		c.t.Fatalf("%v: %v", args, err)
+	}
+	v, _, err := resp.DecodeValue([]byte(raw))
+	if err != nil {
+		c.t.Fatalf("%v: decode %q: %v", args, raw, err)
+	}
+	return v
+}
+
+// step is one command of a script and how to compare its reply.
+type step struct {
+	args []string
+	how  compare
+}
+
+type compare uint8
+
+const (
+	exact     compare = iota
+	unordered         // an array whose order is not defined (SMEMBERS, HGETALL ...)
+	pairs             // an array of pairs whose order is not defined (HGETALL)
+	shape             // only the type and length (random choices)
+	ttl               // an integer that may differ by one (TTL rounding)
+	scanPairs         // [cursor, [field, value ...]] with the pairs in any order
+	scanSet           // [cursor, [member ...]] in any order
+	skip              // not compared (time, ids)
+)
+
+// script is a sequence of commands run on a fresh database.
+type script struct {
+	name  string
+	needs kv.Feature
+	steps []step
+}
+
+func s(how compare, args ...string) step { return step{args: args, how: how} }
+func x(args ...string) step             { return step{args: args, how: exact} }
+
+// render turns a reply into a comparable string.
+func render(v resp.Value, how compare) string {
+	switch how {
+	case skip:
+		return "(skipped)"
+	case shape:
+		if v.Type == '*' {
+			return fmt.Sprintf("%c len %d null %v", v.Type, len(v.Array), v.Null)
+		}
+		return fmt.Sprintf("%c null %v", v.Type, v.Null)
+	case ttl:
+		if v.Type == ':' && v.Int > 0 {
+			return ":~" // positive; rounding may differ by one
+		}
+	case unordered:
+		if v.Type == '*' {
+			var parts []string
+			for _, e := range v.Array {
+				parts = append(parts, render(e, exact))
+			}
+			sort.Strings(parts)
+			return "*unordered[" + strings.Join(parts, ",") + "]"
+		}
+	case scanPairs, scanSet:
+		if v.Type == '*' && len(v.Array) == 2 {
+			inner := pairs
+			if how == scanSet {
+				inner = unordered
+			}
+			return "*scan[" + render(v.Array[0], exact) + "," + render(v.Array[1], inner) + "]"
+		}
+	case pairs:
+		if v.Type == '*' {
+			var parts []string
+			for i := 0; i+1 < len(v.Array); i += 2 {
+				parts = append(parts, render(v.Array[i], exact)+"="+render(v.Array[i+1], exact))
+			}
+			sort.Strings(parts)
+			return "*pairs[" + strings.Join(parts, ",") + "]"
+		}
+	}
+	switch v.Type {
+	case '*':
+		if v.Null {
+			return "*nil"
+		}
+		parts := make([]string, len(v.Array))
+		for i, e := range v.Array {
+			parts[i] = render(e, exact)
+		}
+		return "*[" + strings.Join(parts, ",") + "]"
+	case '$':
+		if v.Null {
+			return "$nil"
+		}
+		return fmt.Sprintf("$%q", v.Str)
+	case ':':
+		return fmt.Sprintf(":%d", v.Int)
+	}
+	return fmt.Sprintf("%c%s", v.Type, v.Str)
+}
+
+func TestConformance(t *testing.T) {
+	ref, targets := startTargets(t)
+	refConn := dialConn(t, ref)
+	for _, tg := range targets {
+		tc := dialConn(t, tg.addr)
+		for _, sc := range scripts {
+			if sc.needs&^tg.features != 0 {
+				continue
+			}
+			t.Run(tg.name+"/"+sc.name, func(t *testing.T) {
+				if why, ok := tg.differs[sc.name]; ok {
+					t.Skip(why)
+				}
+				refConn.t, tc.t = t, t
+				refConn.do([]string{"FLUSHALL"})
+				tc.do([]string{"FLUSHALL"})
+				refConn.do([]string{"SELECT", "0"})
+				tc.do([]string{"SELECT", "0"})
+				for i, st := range sc.steps {
+					want := render(refConn.do(st.args), st.how)
+					got := render(tc.do(st.args), st.how)
+					if got != want {
+						t.Fatalf("step %d %q:\n got %s\nwant %s", i, st.args, got, want)
+					}
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,181 @@
+package conformance
+
+import (
+	"strings"
+
+	"github.com/mecha-gateway/mecha/backends/kv"
+)
+
+const (
+	typed  = kv.FeatureTypes
+	ttlR   = kv.FeatureTTL | kv.FeatureTTLRead
+	ranges = kv.FeatureStringRanges
+)
+
+// scripts are the behaviours every backend is held to. Each runs on an
+// empty database 0.
+var scripts = []script{
+	{name: "strings-basic", steps: []step{
+		x("GET", "k"), x("SET", "k", "v"), x("GET", "k"), x("SET", "k", "w", "NX"), x("SET", "k", "w", "XX"),
+		x("GET", "k"), x("SET", "new", "1", "XX"), x("GET", "new"), x("SET", "k", "x", "GET"), x("SET", "none", "y", "GET"),
+		x("SET", "k", "v", "NX", "XX"), x("SET", "k", "v", "FOO"), x("SET", "k"), x("SETNX", "k", "z"), x("SETNX", "k2", "z"),
+		x("GETSET", "k", "g"), x("GETSET", "nokey", "g"), x("GETDEL", "k"), x("GETDEL", "k"), x("STRLEN", "k2"),
+		x("STRLEN", "missing"), x("APPEND", "a", "hello"), x("APPEND", "a", " world"), x("GET", "a"),
+		x("MSET", "m1", "1", "m2", "2"), x("MGET", "m1", "missing", "m2"), x("MSET", "m1"),
+		x("MSETNX", "m1", "x", "m3", "3"), x("MSETNX", "m4", "4", "m5", "5"), x("MGET", "m3", "m4", "m5"),
+		x("SET", "empty", ""), x("GET", "empty"), x("SET", "bin", "a\x00b\r\nc"), x("GET", "bin"),
+	}},
+	{name: "strings-counters", steps: []step{
+		x("INCR", "n"), x("INCRBY", "n", "10"), x("DECR", "n"), x("DECRBY", "n", "5"), x("GET", "n"),
+		x("INCRBY", "n", "x"), x("SET", "s", "abc"), x("INCR", "s"), x("SET", "big", "9223372036854775807"),
+		x("INCR", "big"), x("SET", "small", "-9223372036854775808"), x("DECR", "small"), x("DECRBY", "n", "-9223372036854775808"),
+		x("SET", "f", "10.5"), x("INCRBYFLOAT", "f", "0.1"), x("INCRBYFLOAT", "f", "-5"), x("INCRBYFLOAT", "g", "3.0e3"),
+		x("SET", "f2", "0.1"), x("INCRBYFLOAT", "f2", "0.2"), x("INCRBYFLOAT", "f2", "abc"), x("INCRBYFLOAT", "s", "1"),
+		x("SET", "sp", " 1"), x("INCR", "sp"), x("SET", "lead", "01"), x("INCR", "lead"), x("INCRBYFLOAT", "f", "inf"),
+	}},
+	{name: "strings-ttl", needs: ttlR, steps: []step{
+		x("SET", "k", "v", "EX", "100"), s(ttl, "TTL", "k"), s(ttl, "PTTL", "k"), x("SET", "k", "v", "PX", "0"),
+		x("SET", "k", "v", "EX", "-1"), x("SET", "k", "v", "EX", "abc"), x("SET", "k", "v", "EX"), x("SET", "k", "v", "EX", "10", "PX", "10"),
+		x("SET", "k", "v", "KEEPTTL"), s(ttl, "TTL", "k"), x("SET", "k", "v"), x("TTL", "k"), x("TTL", "missing"),
+		x("SETEX", "e", "100", "v"), s(ttl, "TTL", "e"), x("SETEX", "e", "0", "v"), x("PSETEX", "p", "100000", "v"), s(ttl, "PTTL", "p"),
+		x("SET", "k2", "v", "EXAT", "4102444800"), x("EXPIRETIME", "k2"), x("SET", "k3", "v", "PXAT", "4102444800000"), x("PEXPIRETIME", "k3"),
+		x("GETEX", "k3", "PERSIST"), x("TTL", "k3"), x("GETEX", "k3", "EX", "50"), s(ttl, "TTL", "k3"), x("GETEX", "k3", "EX", "50", "PX", "5"),
+		x("GETEX", "missing"), x("SET", "k", "v", "PX", "1"),
+	}},
+	{name: "string-ranges", needs: ranges, steps: []step{
+		x("SET", "s", "Hello World"), x("GETRANGE", "s", "0", "4"), x("GETRANGE", "s", "-5", "-1"), x("GETRANGE", "s", "5", "2"),
+		x("GETRANGE", "s", "0", "100"), x("GETRANGE", "missing", "0", "1"), x("SUBSTR", "s", "1", "3"), x("GETRANGE", "s", "-1", "-5"),
+		x("SETRANGE", "s", "6", "Redis"), x("GET", "s"), x("SETRANGE", "pad", "5", "x"), x("GET", "pad"), x("SETRANGE", "s", "-1", "x"),
+		x("SETRANGE", "nothing", "3", ""), x("EXISTS", "nothing"),
+	}},
+	{name: "bits", needs: ranges, steps: []step{
+		x("SETBIT", "b", "7", "1"), x("GETBIT", "b", "7"), x("GETBIT", "b", "100"), x("SETBIT", "b", "7", "0"), x("SETBIT", "b", "7", "2"),
+		x("SETBIT", "b", "-1", "1"), x("SET", "c", "foobar"), x("BITCOUNT", "c"), x("BITCOUNT", "c", "0", "0"), x("BITCOUNT", "c", "1", "1"),
+		x("BITCOUNT", "c", "1", "-2"), x("BITCOUNT", "c", "5", "30", "BIT"), x("BITCOUNT", "c", "0"), x("BITCOUNT", "missing"),
+		x("SET", "p", "\xff\xf0\x00"), x("BITPOS", "p", "0"), x("BITPOS", "p", "1", "2"), x("BITPOS", "p", "0", "1", "-1", "BYTE"),
+		x("SET", "allones", "\xff\xff"), x("BITPOS", "allones", "0"), x("BITPOS", "allones", "0", "0", "-1"), x("BITPOS", "missing", "1"),
+		x("SET", "k1", "foo"), x("SET", "k2", "bar"), x("BITOP", "AND", "dst", "k1", "k2"), x("GET", "dst"), x("BITOP", "OR", "dst", "k1", "k2"),
+		x("GET", "dst"), x("BITOP", "XOR", "dst", "k1", "missing"), x("GET", "dst"), x("BITOP", "NOT", "dst", "k1"), x("GET", "dst"),
+		x("BITOP", "NOT", "dst", "k1", "k2"), x("BITOP", "NAND", "dst", "k1"),
+	}},
+	{name: "keys-basic", needs: typed, steps: []step{
+		x("SET", "a", "1"), x("RPUSH", "l", "x"), x("SADD", "s", "m"), x("EXISTS", "a", "a", "nope", "l"), x("TYPE", "a"),
+		x("TYPE", "l"), x("TYPE", "s"), x("TYPE", "none"), x("DEL", "a", "nope"), x("UNLINK", "l"), x("DBSIZE"),
+		x("RENAME", "s", "s2"), x("TYPE", "s2"), x("RENAME", "missing", "x"), x("SET", "r1", "a"), x("SET", "r2", "b"),
+		x("RENAMENX", "r1", "r2"), x("RENAMENX", "r1", "r3"), x("GET", "r3"), x("RENAME", "r3", "r3"), x("TOUCH", "r2", "r3", "zz"),
+		x("COPY", "r2", "r4"), x("GET", "r4"), x("COPY", "r2", "r4"), x("COPY", "r2", "r4", "REPLACE"), x("COPY", "r2", "r2"),
+		x("MOVE", "r4", "1"), x("MOVE", "r4", "1"), x("MOVE", "r2", "0"), x("SELECT", "1"), x("GET", "r4"), x("SELECT", "0"),
+		x("COPY", "r2", "r9", "DB", "2"), x("SELECT", "2"), x("GET", "r9"), x("SELECT", "0"), x("MOVE", "r2", "99"),
+		x("FLUSHDB"), x("DBSIZE"), x("FLUSHDB", "ASYNC"), x("FLUSHDB", "BAD"), x("SWAPDB", "0", "1"), x("GET", "r4"),
+		x("SWAPDB", "0", "99"), x("SWAPDB", "x", "1"),
+	}},
+	{name: "keys-expire", needs: ttlR | typed, steps: []step{
+		x("SET", "k", "v"), x("EXPIRE", "k", "100"), s(ttl, "TTL", "k"), x("EXPIRE", "k", "100", "NX"), x("EXPIRE", "k", "200", "XX"),
+		s(ttl, "TTL", "k"), x("EXPIRE", "k", "50", "GT"), x("EXPIRE", "k", "500", "GT"), s(ttl, "TTL", "k"), x("EXPIRE", "k", "1000", "LT"),
+		x("EXPIRE", "k", "10", "LT"), s(ttl, "TTL", "k"), x("EXPIRE", "k", "10", "NX", "XX"), x("EXPIRE", "k", "10", "GT", "LT"),
+		x("EXPIRE", "k", "10", "FOO"), x("PERSIST", "k"), x("PERSIST", "k"), x("TTL", "k"), x("EXPIRE", "k", "10", "XX"),
+		x("EXPIRE", "k", "10", "GT"), x("EXPIRE", "k", "10", "LT"), s(ttl, "TTL", "k"), x("PEXPIRE", "k", "100000"), s(ttl, "PTTL", "k"),
+		x("EXPIREAT", "k", "4102444800"), x("EXPIRETIME", "k"), x("PEXPIREAT", "k", "4102444800123"), x("PEXPIRETIME", "k"),
+		x("EXPIRE", "missing", "10"), x("EXPIRE", "k", "abc"), x("EXPIRE", "k", "-1"), x("EXISTS", "k"), x("SET", "k", "v"),
+		x("EXPIREAT", "k", "1"), x("GET", "k"), x("SET", "k", "v"), x("EXPIRE", "k", "9223372036854775807"),
+		x("RPUSH", "l", "a"), x("EXPIRE", "l", "100"), x("RENAME", "l", "l2"), s(ttl, "TTL", "l2"),
+	}},
+	{name: "keys-scan", needs: typed | kv.FeatureScan, steps: []step{
+		x("MSET", "user:1", "a", "user:2", "b", "item:1", "c"), x("RPUSH", "user:list", "x"),
+		s(unordered, "KEYS", "*"), s(unordered, "KEYS", "user:*"), s(unordered, "KEYS", "user:?"), s(unordered, "KEYS", "*[12]"),
+		x("KEYS", "nomatch*"), x("SCAN", "abc"), x("SCAN", "0", "COUNT", "0"), x("SCAN", "0", "FOO", "bar"),
+		s(shape, "RANDOMKEY"), x("DEL", "user:1", "user:2", "item:1", "user:list"), x("RANDOMKEY"),
+	}},
+	{name: "hashes", needs: typed, steps: []step{
+		x("HSET", "h", "f1", "v1", "f2", "v2"), x("HSET", "h", "f1", "x"), x("HGET", "h", "f1"), x("HGET", "h", "nope"),
+		x("HGET", "nohash", "f"), x("HMGET", "h", "f1", "nope", "f2"), x("HLEN", "h"), x("HEXISTS", "h", "f2"),
+		x("HSTRLEN", "h", "f2"), x("HSETNX", "h", "f1", "y"), x("HSETNX", "h", "f3", "y"), s(pairs, "HGETALL", "h"),
+		s(unordered, "HKEYS", "h"), s(unordered, "HVALS", "h"), x("HDEL", "h", "f1", "nope"), x("HINCRBY", "h", "n", "5"),
+		x("HINCRBY", "h", "n", "x"), x("HINCRBY", "h", "f2", "1"), x("HINCRBYFLOAT", "h", "fl", "1.5"), x("HINCRBYFLOAT", "h", "fl", "0.1"),
+		x("HINCRBYFLOAT", "h", "f2", "1"), x("HSET", "h", "odd"), x("HMSET", "h", "a", "1"), x("HDEL", "h", "f2", "f3", "n", "fl", "a"),
+		x("EXISTS", "h"), x("SET", "str", "v"), x("HSET", "str", "f", "v"), x("HGET", "str", "f"), s(shape, "HRANDFIELD", "h"),
+		x("HSET", "h", "a", "1", "b", "2"), s(shape, "HRANDFIELD", "h", "5"), s(shape, "HRANDFIELD", "h", "-5"), s(shape, "HRANDFIELD", "h", "2", "WITHVALUES"),
+		s(scanPairs, "HSCAN", "h", "0"), x("HSCAN", "h", "x"),
+	}},
+	{name: "lists", needs: typed, steps: []step{
+		x("LPUSH", "l", "a", "b"), x("RPUSH", "l", "c", "d"), x("LRANGE", "l", "0", "-1"), x("LLEN", "l"), x("LINDEX", "l", "0"),
+		x("LINDEX", "l", "-1"), x("LINDEX", "l", "10"), x("LSET", "l", "1", "A"), x("LSET", "l", "10", "x"), x("LSET", "nolist", "0", "x"),
+		x("LINSERT", "l", "BEFORE", "c", "bc"), x("LINSERT", "l", "AFTER", "d", "e"), x("LINSERT", "l", "AFTER", "zz", "e"),
+		x("LINSERT", "l", "MIDDLE", "d", "e"), x("LRANGE", "l", "-100", "100"), x("LRANGE", "l", "2", "1"), x("LPOP", "l"), x("RPOP", "l"),
+		x("LPOP", "l", "2"), x("LPOP", "l", "0"), x("LPOP", "l", "-1"), x("RPOP", "nolist"), x("RPOP", "nolist", "3"),
+		x("RPUSH", "r", "1", "2", "1", "3", "1"), x("LREM", "r", "2", "1"), x("LRANGE", "r", "0", "-1"), x("LREM", "r", "-1", "1"),
+		x("RPUSH", "r", "1", "1"), x("LREM", "r", "0", "1"), x("LRANGE", "r", "0", "-1"), x("LTRIM", "r", "0", "0"), x("LRANGE", "r", "0", "-1"),
+		x("LTRIM", "r", "5", "10"), x("EXISTS", "r"), x("LPUSHX", "nolist", "a"), x("RPUSHX", "nolist", "a"), x("RPUSH", "p", "a", "b", "c", "b", "a"),
+		x("LPOS", "p", "b"), x("LPOS", "p", "b", "RANK", "2"), x("LPOS", "p", "b", "RANK", "-1"), x("LPOS", "p", "b", "COUNT", "0"),
+		x("LPOS", "p", "a", "COUNT", "5", "MAXLEN", "3"), x("LPOS", "p", "z"), x("LPOS", "p", "b", "RANK", "0"),
+		x("LMOVE", "p", "q", "LEFT", "RIGHT"), x("LMOVE", "p", "p", "RIGHT", "LEFT"), x("LRANGE", "p", "0", "-1"), x("RPOPLPUSH", "q", "q"),
+		x("LMOVE", "none", "q", "LEFT", "LEFT"), x("LMOVE", "p", "q", "UP", "LEFT"), x("LMPOP", "2", "none", "p", "LEFT", "COUNT", "2"),
+		x("LMPOP", "1", "none", "LEFT"), x("LMPOP", "0", "p", "LEFT"), x("SET", "s", "v"), x("LPUSH", "s", "x"), x("LRANGE", "s", "0", "1"),
+	}},
+	{name: "sets", needs: typed, steps: []step{
+		x("SADD", "s", "a", "b", "c", "a"), x("SCARD", "s"), x("SISMEMBER", "s", "a"), x("SISMEMBER", "s", "z"),
+		x("SMISMEMBER", "s", "a", "z"), s(unordered, "SMEMBERS", "s"), x("SREM", "s", "a", "z"), x("SADD", "t", "b", "x"),
+		s(unordered, "SINTER", "s", "t"), s(unordered, "SUNION", "s", "t"), s(unordered, "SDIFF", "s", "t"), x("SINTERSTORE", "d", "s", "t"),
+		s(unordered, "SMEMBERS", "d"), x("SUNIONSTORE", "d", "s", "t"), x("SDIFFSTORE", "d", "s", "s"), x("EXISTS", "d"),
+		x("SINTERCARD", "2", "s", "t"), x("SINTERCARD", "2", "s", "t", "LIMIT", "1"), x("SINTERCARD", "0", "s"),
+		x("SMOVE", "s", "t", "c"), x("SMOVE", "s", "t", "zz"), s(unordered, "SMEMBERS", "t"), x("SINTER", "s", "missing"),
+		s(shape, "SRANDMEMBER", "t"), s(shape, "SRANDMEMBER", "t", "10"), s(shape, "SRANDMEMBER", "t", "-10"), x("SRANDMEMBER", "none"),
+		s(shape, "SPOP", "t"), s(shape, "SPOP", "t", "5"), x("SPOP", "none"), x("SPOP", "none", "2"), x("SCARD", "t"),
+		x("SET", "str", "v"), x("SADD", "str", "a"), x("SINTER", "s", "str"),
+	}},
+	{name: "zsets", needs: typed, steps: []step{
+		x("ZADD", "z", "1", "a", "2", "b", "3", "c"), x("ZADD", "z", "NX", "5", "a", "4", "d"), x("ZADD", "z", "XX", "CH", "10", "a", "9", "zz"),
+		x("ZADD", "z", "GT", "CH", "1", "a", "20", "b"), x("ZADD", "z", "LT", "5", "b"), x("ZADD", "z", "INCR", "1", "c"),
+		x("ZADD", "z", "NX", "INCR", "1", "c"), x("ZADD", "z", "NX", "XX", "1", "c"), x("ZADD", "z", "GT", "LT", "1", "c"),
+		x("ZADD", "z", "INCR", "1", "c", "2", "d"), x("ZADD", "z", "1"), x("ZADD", "z", "x", "m"), x("ZRANGE", "z", "0", "-1", "WITHSCORES"),
+		x("ZCARD", "z"), x("ZSCORE", "z", "a"), x("ZSCORE", "z", "nope"), x("ZMSCORE", "z", "a", "nope"), x("ZINCRBY", "z", "0.5", "a"),
+		x("ZRANK", "z", "a"), x("ZREVRANK", "z", "a"), x("ZRANK", "z", "nope"), x("ZCOUNT", "z", "4", "(5"), x("ZCOUNT", "z", "-inf", "+inf"),
+		x("ZCOUNT", "z", "a", "b"), x("ZRANGEBYSCORE", "z", "(4", "10", "WITHSCORES"), x("ZRANGEBYSCORE", "z", "-inf", "+inf", "LIMIT", "1", "2"),
+		x("ZREVRANGEBYSCORE", "z", "+inf", "5"), x("ZREVRANGE", "z", "0", "1", "WITHSCORES"), x("ZRANGE", "z", "5", "10", "BYSCORE"),
+		x("ZRANGE", "z", "+inf", "(4", "BYSCORE", "REV", "LIMIT", "0", "1"), x("ZRANGE", "z", "0", "1", "LIMIT", "0", "1"),
+		x("ZADD", "lex", "0", "a", "0", "b", "0", "c", "0", "d"), x("ZRANGEBYLEX", "lex", "[b", "(d"), x("ZRANGEBYLEX", "lex", "-", "+", "LIMIT", "1", "2"),
+		x("ZREVRANGEBYLEX", "lex", "+", "[b"), x("ZLEXCOUNT", "lex", "(a", "+"), x("ZRANGE", "lex", "[a", "[c", "BYLEX"), x("ZRANGEBYLEX", "lex", "a", "b"),
+		x("ZRANGE", "lex", "-", "+", "BYLEX", "WITHSCORES"), x("ZRANGESTORE", "dst", "z", "0", "1"), x("ZRANGE", "dst", "0", "-1", "WITHSCORES"),
+		x("ZREM", "z", "a", "nope"), x("ZREMRANGEBYRANK", "z", "0", "0"), x("ZREMRANGEBYSCORE", "z", "(0", "5"), x("ZREMRANGEBYLEX", "lex", "[a", "[b"),
+		x("ZRANGE", "lex", "0", "-1"), x("ZADD", "p", "1", "a", "2", "b", "3", "c"), x("ZPOPMIN", "p"), x("ZPOPMAX", "p", "5"), x("ZPOPMIN", "p"),
+		x("ZPOPMIN", "p", "-1"), x("ZADD", "u1", "1", "a", "2", "b"), x("ZADD", "u2", "3", "b", "4", "c"), x("SADD", "plain", "a", "c"),
+		x("ZUNIONSTORE", "out", "2", "u1", "u2"), x("ZRANGE", "out", "0", "-1", "WITHSCORES"), x("ZINTERSTORE", "out", "2", "u1", "u2", "WEIGHTS", "2", "3"),
+		x("ZRANGE", "out", "0", "-1", "WITHSCORES"), x("ZUNIONSTORE", "out", "3", "u1", "u2", "plain", "AGGREGATE", "MAX"), x("ZRANGE", "out", "0", "-1", "WITHSCORES"),
+		x("ZDIFFSTORE", "out", "2", "u1", "u2"), x("ZRANGE", "out", "0", "-1", "WITHSCORES"), x("ZUNION", "2", "u1", "u2", "WITHSCORES"),
+		x("ZINTER", "2", "u1", "u2", "AGGREGATE", "MIN", "WITHSCORES"), x("ZDIFF", "2", "u1", "plain"), x("ZINTERCARD", "2", "u1", "u2"),
+		x("ZUNIONSTORE", "out", "0", "u1"), x("ZUNION", "2", "u1"), x("ZMPOP", "2", "none", "u1", "MIN", "COUNT", "5"), x("ZMPOP", "1", "none", "MAX"),
+		s(shape, "ZRANDMEMBER", "u2"), s(shape, "ZRANDMEMBER", "u2", "-3", "WITHSCORES"), x("ZRANDMEMBER", "none"),
+		x("ZADD", "inf", "inf", "a", "-inf", "b", "1e20", "c", "0.1", "d"), x("ZRANGE", "inf", "0", "-1", "WITHSCORES"),
+		x("ZINCRBY", "inf", "-inf", "a"), x("SET", "str", "x"), x("ZADD", "str", "1", "a"), x("ZRANGE", "str", "0", "1"),
+		s(scanPairs, "ZSCAN", "inf", "0"),
+	}},
+	{name: "transactions", needs: typed | kv.FeatureTransactions, steps: []step{
+		x("MULTI"), x("SET", "a", "1"), x("INCR", "a"), x("GET", "a"), x("EXEC"), x("EXEC"), x("DISCARD"),
+		x("MULTI"), x("MULTI"), x("SET", "b", "1"), x("DISCARD"), x("GET", "b"), x("MULTI"), x("SET", "c"), x("SET", "c", "1"),
+		x("NOSUCHCMD"), x("EXEC"), x("GET", "c"), x("MULTI"), x("SET", "s", "x"), x("LPUSH", "s", "1"), x("GET", "s"), x("EXEC"),
+		x("WATCH", "w"), x("MULTI"), x("WATCH", "w"), x("SET", "w", "1"), x("EXEC"), x("WATCH", "w"), x("SET", "w", "2"), x("MULTI"),
+		x("SET", "w", "3"), x("EXEC"), x("GET", "w"), x("WATCH", "w"), x("UNWATCH"), x("SET", "w", "4"), x("MULTI"), x("GET", "w"),
+		x("EXEC"), x("MULTI"), x("SELECT", "1"), x("SET", "indb1", "v"), x("SELECT", "0"), x("EXEC"), x("SELECT", "1"), x("GET", "indb1"),
+		x("SELECT", "0"), x("MULTI"), x("PING"), x("ECHO", "hi"), x("EXEC"),
+	}},
+	{name: "blocking-immediate", needs: typed | kv.FeatureBlocking, steps: []step{
+		x("RPUSH", "l", "a", "b"), x("BLPOP", "none", "l", "1"), x("BRPOP", "l", "1"), x("BLPOP", "l", "0.1"),
+		x("RPUSH", "l", "x"), x("BLMOVE", "l", "m", "LEFT", "RIGHT", "1"), x("BRPOPLPUSH", "m", "n", "1"), x("LRANGE", "n", "0", "-1"),
+		x("BLMPOP", "1", "2", "none", "n", "LEFT", "COUNT", "3"), x("ZADD", "z", "1", "a", "2", "b"), x("BZPOPMIN", "z", "1"), x("BZPOPMAX", "z", "1"),
+		x("BZPOPMIN", "z", "0.1"), x("BLPOP", "l", "-1"), x("BLPOP", "l", "abc"), x("SET", "s", "v"), x("BLPOP", "s", "1"),
+		x("MULTI"), x("BLPOP", "empty", "0"), x("EXEC"),
+	}},
+	{name: "object-encoding", needs: typed, steps: []step{
+		x("SET", "int", "12345"), x("OBJECT", "ENCODING", "int"), x("SET", "short", "hello"), x("OBJECT", "ENCODING", "short"),
+		x("SET", "long", strings.Repeat("x", 100)), x("OBJECT", "ENCODING", "long"), x("RPUSH", "l", "a"), x("OBJECT", "ENCODING", "l"),
+		x("SADD", "si", "1", "2"), x("OBJECT", "ENCODING", "si"), x("SADD", "ss", "a"), x("OBJECT", "ENCODING", "ss"),
+		x("HSET", "h", "f", "v"), x("OBJECT", "ENCODING", "h"), x("ZADD", "z", "1", "a"), x("OBJECT", "ENCODING", "z"),
+		x("OBJECT", "ENCODING", "missing"), x("OBJECT", "FOO", "x"), x("OBJECT", "ENCODING"),
+	}},
+	{name: "errors", steps: []step{
+		x("GET"), x("SET", "k"), x("NOSUCH", "a", "b"), x("OBJECT"), x("PING", "a", "b"), x("ECHO"),
+	}},
+	{name: "streams", needs: featureStreams, steps: []step{
+		s(shape, "XADD", "st", "*", "f", "v"), x("XLEN", "st"),
+	}},
+}
