@@ -123,7 +123,7 @@ type script struct {
 }
 
 func s(how compare, args ...string) step { return step{args: args, how: how} }
-func x(args ...string) step             { return step{args: args, how: exact} }
+func x(args ...string) step              { return step{args: args, how: exact} }
 
 // render turns a reply into a comparable string.
 func render(v resp.Value, how compare) string {
