@@ -247,7 +247,7 @@ func (t *tx) lookup(key []byte) *entry {
 	if e == nil {
 		return nil
 	}
-	if e.expireAt != 0 && e.expireAt <= t.nowMS {
+	if e.expireAt != 0 && e.expireAt <= t.nowMillis() {
 		t.s.expireKey(t.db, string(key), e, t)
 		return nil
 	}

@@ -13,9 +13,10 @@ import (
 // tx is the store's transaction. There is one, reused under the store's
 // mutex.
 type tx struct {
-	s          *Store
-	db         int
-	nowMS      int64
+	s  *Store
+	db int
+	// now is read at most once per transaction, and only if needed: most
+	// commands never look at the clock.
 	now        time.Time
 	changed    []kv.DBKey
 	propagated []byte
@@ -26,8 +27,7 @@ var _ kv.TypedTx = (*tx)(nil)
 
 func (t *tx) begin(db int, write bool) {
 	t.db = db
-	t.now = time.Now()
-	t.nowMS = t.now.UnixMilli()
+	t.now = time.Time{}
 	t.changed = t.changed[:0]
 	t.propagated = t.propagated[:0]
 	t.propCount = 0
@@ -51,7 +51,15 @@ func (t *tx) Select(db int) error {
 	return nil
 }
 
-func (t *tx) Now() time.Time { return t.now }
+func (t *tx) Now() time.Time {
+	if t.now.IsZero() {
+		t.now = time.Now()
+	}
+	return t.now
+}
+
+// nowMillis is Now in Unix milliseconds.
+func (t *tx) nowMillis() int64 { return t.Now().UnixMilli() }
 
 // changedKey records a write, for hooks and WATCH.
 func (t *tx) changedKey(db int, key string) {
@@ -243,7 +251,7 @@ func (t *tx) Expire(key []byte, at time.Time, cond kv.ExpireCond) (bool, error) 
 		}
 	}
 	k := string(key)
-	if ms != 0 && ms <= t.nowMS {
+	if ms != 0 && ms <= t.nowMillis() {
 		// A time in the past deletes the key, as Redis does.
 		t.s.removeEntry(t.db, k, e)
 		t.changedKey(t.db, k)
@@ -454,7 +462,7 @@ func (t *tx) RandomKey() []byte {
 	for tries := 0; tries < 100 && len(d.keys) > 0; tries++ {
 		// Go's map iteration starts at a random place.
 		for k, e := range d.keys {
-			if e.expireAt != 0 && e.expireAt <= t.nowMS {
+			if e.expireAt != 0 && e.expireAt <= t.nowMillis() {
 				t.s.expireKey(t.db, k, e, t)
 				break
 			}

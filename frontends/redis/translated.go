@@ -13,13 +13,15 @@ import (
 // commands and pub/sub; connection commands stay here.
 func (c *conn) executeKV(st *settings, cmds []cmd) {
 	s := c.sess
+	// One clock read per command: each command's latency runs from the
+	// end of the one before it (the batch's arrival for the first).
+	start := time.Now()
 	for i := range cmds {
 		if c.quit || c.killed.Load() {
 			return
 		}
 		k := &cmds[i]
 		c.lastCmd.Store(int32(k.id))
-		start := time.Now()
 		mark := len(c.out)
 		skip := c.skipReply
 		switch {
@@ -30,7 +32,7 @@ func (c *conn) executeKV(st *settings, cmds []cmd) {
 		case s.MayBlock(k.args):
 			c.runBlockingKV(k)
 		default:
-			c.out = s.Exec(c.ctx(), k.args, c.out)
+			c.out = s.ExecInfo(c.ctx(), k.info, k.args, c.out)
 			if db := s.DB(); db != c.db {
 				c.setDB(db) // SELECT inside EXEC
 			}
@@ -40,7 +42,9 @@ func (c *conn) executeKV(st *settings, cmds []cmd) {
 			c.out = c.out[:mark]
 			c.skipReply = false
 		}
-		c.record(k, isErr, time.Since(start))
+		end := time.Now()
+		c.record(k, isErr, end.Sub(start))
+		start = end
 	}
 }
 

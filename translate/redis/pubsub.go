@@ -132,6 +132,7 @@ func cmdSubscribe(c *call) {
 		}
 		c.subReply(verbs[kind][0], ch, s.count(kind))
 	}
+	s.recount()
 	s.pmu.Unlock()
 	h.mu.Unlock()
 }
@@ -164,6 +165,7 @@ func cmdUnsubscribe(c *call) {
 		}
 		c.subReply(verbs[kind][1], ch, s.count(kind))
 	}
+	s.recount()
 	s.pmu.Unlock()
 	h.mu.Unlock()
 }
@@ -184,6 +186,7 @@ func (h *hub) unsubscribeAll(s *Session) {
 		}
 	}
 	s.channels, s.patterns, s.shards = nil, nil, nil
+	s.recount()
 }
 
 // publish delivers msg on channel and returns how many received it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mecha-gateway/mecha/backends/kv"
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
@@ -35,6 +36,7 @@ type Session struct {
 	channels map[string]bool
 	patterns map[string]bool
 	shards   map[string]bool
+	nsubs    atomic.Int32 // subscriptions of any kind, read without the lock
 
 	replaying bool
 	call      call
@@ -60,10 +62,11 @@ func (s *Session) SetDB(db int) { s.db = db }
 func (s *Session) InMulti() bool { return s.multi }
 
 // Subscribed reports whether the client is in subscribed mode.
-func (s *Session) Subscribed() bool {
-	s.pmu.Lock()
-	defer s.pmu.Unlock()
-	return len(s.channels)+len(s.patterns)+len(s.shards) > 0
+func (s *Session) Subscribed() bool { return s.nsubs.Load() > 0 }
+
+// recount refreshes nsubs; called with pmu held.
+func (s *Session) recount() {
+	s.nsubs.Store(int32(len(s.channels) + len(s.patterns) + len(s.shards)))
 }
 
 // MayBlock reports whether args is a command that can wait for data
@@ -144,7 +147,12 @@ type call struct {
 
 // Exec runs one command and appends its reply to out.
 func (s *Session) Exec(ctx context.Context, args [][]byte, out []byte) []byte {
-	info := resp.Lookup(args[0])
+	return s.ExecInfo(ctx, resp.Lookup(args[0]), args, out)
+}
+
+// ExecInfo is Exec for a caller that has looked the command up already
+// (info nil for an unknown command).
+func (s *Session) ExecInfo(ctx context.Context, info *resp.CommandInfo, args [][]byte, out []byte) []byte {
 	if info == nil {
 		s.dirty = s.multi
 		return resp.AppendError(out, unknownCommand(args))
