@@ -3,6 +3,7 @@ package backends
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 )
@@ -121,3 +122,47 @@ var ErrTimeout = errors.New("backend timed out")
 // client when the upstream failed: the client's stream cannot be
 // repaired, and the frontend must close it.
 var ErrPartialReply = errors.New("reply cut off")
+
+// RESPRouter is implemented by passthrough backends that spread the
+// keyspace over several servers (Redis Cluster). A client's dedicated
+// connection must then reach the server of the keys it will use.
+type RESPRouter interface {
+	// DedicatedFor returns a dedicated connection to the server that
+	// serves key (any server for a nil key).
+	DedicatedFor(ctx context.Context, key []byte) (RESPConn, error)
+	// Serves reports whether up, a connection from DedicatedFor, reaches
+	// the server of key.
+	Serves(up RESPConn, key []byte) bool
+	// Redirected reads a redirection reply (-MOVED or -ASK) that arrived
+	// on a dedicated connection and updates the backend's routing. It
+	// reports whether reply was one.
+	Redirected(reply []byte) bool
+}
+
+// RESPHomed is implemented by the dedicated connections of a RESPRouter:
+// Home is the one server the connection reaches, for commands about the
+// connection itself (CLIENT UNBLOCK of a client blocked on it).
+type RESPHomed interface {
+	Home() RESPPassthrough
+}
+
+// ErrorText is the error clients get when a backend fails them: the one
+// place where backend failures become wire errors.
+func ErrorText(backend string, err error) string {
+	switch {
+	case errors.Is(err, ErrTimeout):
+		return fmt.Sprintf("ERR backend '%s' timed out: %s", backend, trimSentinel(err, ErrTimeout))
+	case errors.Is(err, ErrUnavailable):
+		return fmt.Sprintf("ERR backend '%s' unavailable: %s", backend, trimSentinel(err, ErrUnavailable))
+	}
+	return fmt.Sprintf("ERR backend '%s' failed: %v", backend, err)
+}
+
+func trimSentinel(err, sentinel error) string {
+	s := err.Error()
+	p := sentinel.Error() + ": "
+	if len(s) > len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
+}

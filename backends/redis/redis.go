@@ -36,7 +36,14 @@ func init() {
 type Config struct {
 	backends.Base `yaml:",inline"`
 	// Addr is the upstream's host:port.
-	Addr string `yaml:"addr"`
+	Addr    string `yaml:"addr"`
+	Options `yaml:",inline"`
+}
+
+// Options are how Mecha connects to a Redis server: the `type: redis`
+// backend's settings besides the address, shared by every node of a
+// `type: redis-cluster` backend.
+type Options struct {
 	// Username is the upstream ACL user; empty authenticates with the
 	// password alone (the default user).
 	Username string `yaml:"username"`
@@ -67,8 +74,12 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
-	return &Config{
-		Addr:           "127.0.0.1:6379",
+	return &Config{Addr: "127.0.0.1:6379", Options: DefaultOptions()}
+}
+
+// DefaultOptions returns the default connection settings.
+func DefaultOptions() Options {
+	return Options{
 		DialTimeout:    configs.Duration(2 * time.Second),
 		ReadTimeout:    configs.Duration(5 * time.Second),
 		WriteTimeout:   configs.Duration(5 * time.Second),
@@ -79,22 +90,22 @@ func DefaultConfig() *Config {
 	}
 }
 
+// Validate checks the address (Options checks the rest).
+func (c *Config) Validate() error { return configs.CheckAddr("addr", c.Addr) }
+
 // Validate checks the values.
-func (c *Config) Validate() error {
+func (o *Options) Validate() error {
 	var errs []error
-	if err := configs.CheckAddr("addr", c.Addr); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Conns < 0 || c.Conns > 64 {
+	if o.Conns < 0 || o.Conns > 64 {
 		errs = append(errs, configs.Errorf("conns", "must be between 0 (one per CPU) and 64"))
 	}
-	if c.MaxIdle < 0 {
+	if o.MaxIdle < 0 {
 		errs = append(errs, configs.Errorf("max_idle", "must not be negative"))
 	}
-	if c.DialTimeout <= 0 {
+	if o.DialTimeout <= 0 {
 		errs = append(errs, configs.Errorf("dial_timeout", "must be positive"))
 	}
-	if c.HealthInterval <= 0 {
+	if o.HealthInterval <= 0 {
 		errs = append(errs, configs.Errorf("health_interval", "must be positive"))
 	}
 	return errors.Join(errs...)
@@ -122,6 +133,7 @@ type Backend struct {
 	done   sync.WaitGroup
 	closed atomic.Bool
 
+	labels      []metrics.Label // on every metric: the backend, and the node of a cluster
 	dials       metrics.Counter
 	dialErrors  metrics.Counter
 	connErrors  metrics.Counter
@@ -158,6 +170,7 @@ func New(cfg *Config, env backends.Env) (*Backend, error) {
 		b.tls = t
 	}
 	b.dbs.Store(16)
+	b.labels = []metrics.Label{{Name: "backend", Value: env.Name}}
 	return b, nil
 }
 
@@ -394,12 +407,16 @@ func errText(err error) string {
 	return err.Error()
 }
 
+// SetMetricLabel adds a label to the backend's metrics (the node, for a
+// cluster's nodes). Call it before Start.
+func (b *Backend) SetMetricLabel(l metrics.Label) { b.labels = append(b.labels, l) }
+
 // CollectMetrics exports the upstream's connection metrics.
 func (b *Backend) CollectMetrics(w *metrics.Writer) {
-	l := metrics.Label{Name: "backend", Value: b.name}
-	w.Counter("mecha_backend_dials_total", "Upstream connections opened.", float64(b.dials.Load()), l)
-	w.Counter("mecha_backend_dial_errors_total", "Upstream connections that failed to open or authenticate.", float64(b.dialErrors.Load()), l)
-	w.Counter("mecha_backend_connection_errors_total", "Upstream connections lost or timed out while in use.", float64(b.connErrors.Load()), l)
-	w.Counter("mecha_backend_late_flushes_total", "Deferred requests the frontend failed to flush, sent by the watchdog instead (should stay 0).", float64(b.lateFlushes.Load()), l)
-	w.Gauge("mecha_backend_dedicated_connections", "Upstream connections reserved by clients (transactions, blocking commands, pub/sub) or idle in the pool.", float64(b.dedicatedN.Load()), l)
+	l := b.labels
+	w.Counter("mecha_backend_dials_total", "Upstream connections opened.", float64(b.dials.Load()), l...)
+	w.Counter("mecha_backend_dial_errors_total", "Upstream connections that failed to open or authenticate.", float64(b.dialErrors.Load()), l...)
+	w.Counter("mecha_backend_connection_errors_total", "Upstream connections lost or timed out while in use.", float64(b.connErrors.Load()), l...)
+	w.Counter("mecha_backend_late_flushes_total", "Deferred requests the frontend failed to flush, sent by the watchdog instead (should stay 0).", float64(b.lateFlushes.Load()), l...)
+	w.Gauge("mecha_backend_dedicated_connections", "Upstream connections reserved by clients (transactions, blocking commands, pub/sub) or idle in the pool.", float64(b.dedicatedN.Load()), l...)
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
 	translate "github.com/mecha-gateway/mecha/translate/redis"
 )
@@ -66,6 +67,13 @@ type conn struct {
 	mode       atomic.Int32
 	killed     atomic.Bool
 	blockedOn  atomic.Int64 // upstream CLIENT ID while blocked
+	// blockedHome is the server blockedOn is on, for a backend of
+	// several servers (a cluster), or nil.
+	blockedHome atomic.Pointer[homeRef]
+	// redir, while a dedicated connection's replies are read, turns
+	// cluster redirections into errors; redirected records one.
+	redir      backends.RESPRouter
+	redirected bool
 
 	in     []byte
 	r, w   int

@@ -56,7 +56,8 @@ func (c *conn) enterDuplex(st *settings, k *cmd) {
 	if c.pin != nil {
 		d.up, d.keepPin = c.pin.up, true
 	} else {
-		up, err := st.backend.Dedicated(c.ctx())
+		// Shard channels (SSUBSCRIBE) live on their slot's server.
+		up, err := c.dedicated(st, firstKey(k))
 		if err != nil {
 			c.types = c.types[:0]
 			c.backendFailed(st, []cmd{*k}, 0, err)

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"fmt"
 	"strconv"
@@ -574,6 +575,7 @@ func (c *conn) clientUnblock(st *settings, k *cmd) {
 		return
 	}
 	var upID int64
+	home := st.backend
 	for _, o := range c.s.clients() {
 		if o.id == id && o.mode.Load() == modeBlocked {
 			if o.sess != nil {
@@ -581,6 +583,9 @@ func (c *conn) clientUnblock(st *settings, k *cmd) {
 				return
 			}
 			upID = o.blockedOn.Load()
+			if h := o.blockedHome.Load(); h != nil {
+				home = h.b
+			}
 		}
 	}
 	if upID == 0 {
@@ -589,7 +594,7 @@ func (c *conn) clientUnblock(st *settings, k *cmd) {
 	}
 	// The blocked client waits on an upstream connection of its own: ask
 	// the upstream to unblock that one; its reply reaches the client.
-	v, err := c.ask(st, "CLIENT", "UNBLOCK", strconv.FormatInt(upID, 10), reason)
+	v, err := askBackend(c.ctx(), home, "CLIENT", "UNBLOCK", strconv.FormatInt(upID, 10), reason)
 	if err != nil {
 		c.out = resp.AppendError(c.out, c.backendError(st, err))
 		return
@@ -601,6 +606,16 @@ func (c *conn) clientUnblock(st *settings, k *cmd) {
 // reply.
 func (c *conn) ask(st *settings, args ...string) (resp.Value, error) {
 	out, err := backends.Exchange(c.ctx(), st.backend, c.db, resp.AppendCommandStrings(nil, args...), 1)
+	if err != nil {
+		return resp.Value{}, err
+	}
+	v, _, err := resp.DecodeValue(out)
+	return v, err
+}
+
+// askBackend sends one command of Mecha's own to b in database 0.
+func askBackend(ctx context.Context, b backends.RESPPassthrough, args ...string) (resp.Value, error) {
+	out, err := backends.Exchange(ctx, b, 0, resp.AppendCommandStrings(nil, args...), 1)
 	if err != nil {
 		return resp.Value{}, err
 	}

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -27,6 +26,12 @@ type pinned struct {
 	multi    bool // inside MULTI
 	watching bool // WATCH is active
 	sticky   bool // connection-scoped server state (CLIENT TRACKING, NO-EVICT): held until the client leaves
+	// bound: the connection reaches the server of the transaction's keys
+	// (cluster backends). A transaction begun without a key is not bound
+	// until its first key; queued holds what it sent meanwhile.
+	bound   bool
+	queued  []byte
+	nqueued int
 	// selectInMulti is the database a SELECT queued in the transaction
 	// switches to when EXEC runs it, or -1.
 	selectInMulti int
@@ -35,7 +40,18 @@ type pinned struct {
 func (p *pinned) held() bool { return p.multi || p.watching || p.sticky }
 
 // routeOf decides how k is served, given the connection's state.
-func (c *conn) routeOf(k *cmd) route {
+func (c *conn) routeOf(st *settings, k *cmd) route {
+	if st.router != nil && c.pin != nil && !c.pin.multi && k.info != nil && !c.pinnedRunEnds(k) {
+		// A cluster client that holds a connection (WATCH) uses it only
+		// for keys of that connection's server.
+		if key := firstKey(k); key != nil && !st.router.Serves(c.pin.up, key) {
+			pin := c.pin
+			c.pin = nil
+			r := c.routeOf(st, k)
+			c.pin = pin
+			return r
+		}
+	}
 	info := k.info
 	if info == nil {
 		if c.pin != nil {
@@ -141,7 +157,7 @@ func (c *conn) execute(st *settings, cmds []cmd) {
 			i++
 			continue
 		}
-		switch c.routeOf(k) {
+		switch c.routeOf(st, k) {
 		case routeLocal:
 			c.drain()
 			start := time.Now()
@@ -159,7 +175,7 @@ func (c *conn) execute(st *settings, cmds []cmd) {
 			j := i + 1
 			// A run of shared commands goes upstream as one request. Runs
 			// stop where CLIENT REPLY SKIP must drop a single reply.
-			for !c.skipReply && j < len(cmds) && c.authed && c.routeOf(&cmds[j]) == routeShared {
+			for !c.skipReply && j < len(cmds) && c.authed && c.routeOf(st, &cmds[j]) == routeShared {
 				j++
 			}
 			c.submitShared(st, cmds[i:j])
@@ -167,7 +183,7 @@ func (c *conn) execute(st *settings, cmds []cmd) {
 		case routePin:
 			c.drain()
 			j := i + 1
-			for !c.skipReply && j < len(cmds) && c.authed && c.routeOf(&cmds[j]) == routePin && !c.pinnedRunEnds(&cmds[j-1]) {
+			for !c.skipReply && j < len(cmds) && c.authed && c.routeOf(st, &cmds[j]) == routePin && !c.pinnedRunEnds(&cmds[j-1]) {
 				j++
 			}
 			c.runPinned(st, cmds[i:j])
@@ -352,23 +368,7 @@ func (c *conn) backendFailed(st *settings, cmds []cmd, got int, err error) {
 	c.types = c.types[:got]
 }
 
-// backendError maps a backend failure to the error text clients get. It
-// is the one place where backend errors become wire errors.
+// backendError maps a backend failure to the error text clients get.
 func (c *conn) backendError(st *settings, err error) string {
-	switch {
-	case errors.Is(err, backends.ErrTimeout):
-		return fmt.Sprintf("ERR backend '%s' timed out: %s", st.bname, trimSentinel(err, backends.ErrTimeout))
-	case errors.Is(err, backends.ErrUnavailable):
-		return fmt.Sprintf("ERR backend '%s' unavailable: %s", st.bname, trimSentinel(err, backends.ErrUnavailable))
-	}
-	return fmt.Sprintf("ERR backend '%s' failed: %v", st.bname, err)
-}
-
-func trimSentinel(err, sentinel error) string {
-	s := err.Error()
-	p := sentinel.Error() + ": "
-	if len(s) > len(p) && s[:len(p)] == p {
-		return s[len(p):]
-	}
-	return s
+	return backends.ErrorText(st.bname, err)
 }

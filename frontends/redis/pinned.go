@@ -39,6 +39,8 @@ func (c *conn) roundTrip(st *settings, up backends.RESPConn, cmds []cmd, withTim
 	if withTimeout {
 		deadline = up.Timeout()
 	}
+	c.redir, c.redirected = st.router, false
+	defer func() { c.redir = nil }()
 	return c.readReplies(up, swallow, len(cmds), deadline, onReply)
 }
 
@@ -80,6 +82,13 @@ func (c *conn) readReplies(up backends.RESPConn, skip, n int, timeout time.Durat
 			}
 			c.out = append(c.out, p[:k]...)
 			p = p[k:]
+			if done && typ == '-' && c.redir != nil && c.redir.Redirected(c.out[start:]) {
+				// The cluster sent a key elsewhere. On a connection held
+				// for a transaction the key is not in its slot; a
+				// blocking command is retried (c.redirected).
+				c.redirected = true
+				c.out = append(c.out[:start], crossSlotReply...)
+			}
 			if done {
 				if onReply != nil {
 					onReply(got, typ, c.out[start:])
@@ -119,19 +128,60 @@ func upstreamErr(err error) error {
 	return fmt.Errorf("%w: connection lost: %v", backends.ErrUnavailable, err)
 }
 
+// dedicated takes an upstream connection for the client alone: with a
+// backend that spreads keys over servers, one to the server of key.
+func (c *conn) dedicated(st *settings, key []byte) (backends.RESPConn, error) {
+	if st.router != nil && key != nil {
+		return st.router.DedicatedFor(c.ctx(), key)
+	}
+	return st.backend.Dedicated(c.ctx())
+}
+
+// firstKey is the first key k names, or nil.
+func firstKey(k *cmd) []byte {
+	if k.info == nil {
+		return nil
+	}
+	var buf [4][]byte
+	if keys := resp.Keys(k.info, k.args, buf[:0]); len(keys) > 0 {
+		return keys[0]
+	}
+	return nil
+}
+
+// firstKeyOf is the first key of any of cmds, or nil.
+func firstKeyOf(cmds []cmd) []byte {
+	for i := range cmds {
+		if key := firstKey(&cmds[i]); key != nil {
+			return key
+		}
+	}
+	return nil
+}
+
 // runPinned runs commands on the connection the client holds, taking one
 // if it holds none, and gives it back once no state ties the client to it.
 func (c *conn) runPinned(st *settings, cmds []cmd) {
 	start := time.Now()
 	if c.pin == nil {
-		up, err := st.backend.Dedicated(c.ctx())
+		key := firstKeyOf(cmds)
+		up, err := c.dedicated(st, key)
 		if err != nil {
 			c.types = c.types[:0]
 			c.backendFailed(st, cmds, 0, err)
 			c.recordAll(cmds, start)
 			return
 		}
-		c.pin = &pinned{up: up, selectInMulti: -1}
+		c.pin = &pinned{up: up, selectInMulti: -1, bound: key != nil}
+	} else if st.router != nil && c.pin.multi && !c.pin.bound {
+		if err := c.bindTransaction(st, firstKeyOf(cmds)); err != nil {
+			c.pin.up.Release(false)
+			c.pin = nil
+			c.types = c.types[:0]
+			c.backendFailed(st, cmds, 0, err)
+			c.recordAll(cmds, start)
+			return
+		}
 	}
 	p := c.pin
 	c.types = c.types[:0]
@@ -141,6 +191,16 @@ func (c *conn) runPinned(st *settings, cmds []cmd) {
 		c.track(st, &cmds[i], typ, reply)
 	})
 	c.skipReply = false
+	if err == nil && st.router != nil && p.multi && !p.bound {
+		// Sent inside a transaction whose server is not chosen yet: kept
+		// to be replayed if the first key is served elsewhere.
+		for i := range cmds {
+			if cmds[i].info == nil || cmds[i].info.Name != "multi" {
+				p.queued = encode(p.queued, &cmds[i])
+				p.nqueued++
+			}
+		}
+	}
 	if err != nil {
 		p.up.Release(false)
 		c.pin = nil
@@ -153,6 +213,47 @@ func (c *conn) runPinned(st *settings, cmds []cmd) {
 		c.out = c.out[:mark]
 	}
 	c.recordAll(cmds, start)
+}
+
+// bindTransaction makes sure the connection of a transaction begun
+// without a key reaches the server of key, its first: if it does not, the
+// transaction moves to a connection that does, replaying MULTI and the
+// commands queued so far (their replies were given already).
+func (c *conn) bindTransaction(st *settings, key []byte) error {
+	p := c.pin
+	if key == nil {
+		return nil
+	}
+	if st.router.Serves(p.up, key) {
+		p.bound, p.queued, p.nqueued = true, nil, 0
+		return nil
+	}
+	up, err := st.router.DedicatedFor(c.ctx(), key)
+	if err != nil {
+		return err
+	}
+	req := resp.AppendCommandStrings(nil, "MULTI")
+	req = append(req, p.queued...)
+	up.SetWriteDeadline(time.Now().Add(st.cfg.WriteTimeout.D()))
+	if _, err := up.Write(req); err != nil {
+		up.Release(false)
+		return fmt.Errorf("%w: write to upstream: %v", backends.ErrUnavailable, err)
+	}
+	up.SetWriteDeadline(time.Time{})
+	mark, types := len(c.out), len(c.types)
+	ok, err := c.readReplies(up, 0, 1+p.nqueued, up.Timeout(), nil)
+	c.out, c.types = c.out[:mark], c.types[:types]
+	if err != nil || !ok {
+		up.Release(false)
+		if err == nil {
+			err = fmt.Errorf("%w: replaying the transaction failed", backends.ErrUnavailable)
+		}
+		return err
+	}
+	p.up.Release(false) // closing it drops the transaction begun there
+	p.up = up
+	p.bound, p.queued, p.nqueued = true, nil, 0
+	return nil
 }
 
 func (c *conn) recordAll(cmds []cmd, start time.Time) {
@@ -188,6 +289,7 @@ func (c *conn) track(st *settings, k *cmd, typ byte, reply []byte) {
 	case "discard":
 		if p.multi {
 			p.multi, p.watching = false, false
+			p.queued, p.nqueued = nil, 0
 		}
 	case "exec":
 		if p.multi {
@@ -197,6 +299,7 @@ func (c *conn) track(st *settings, k *cmd, typ byte, reply []byte) {
 				p.up.SetDB(p.selectInMulti)
 			}
 			p.multi, p.watching = false, false
+			p.queued, p.nqueued = nil, 0
 		}
 	case "select":
 		if p.multi {
@@ -221,56 +324,67 @@ func (c *conn) track(st *settings, k *cmd, typ byte, reply []byte) {
 // happen on a connection nobody reads).
 func (c *conn) runBlocking(st *settings, k *cmd) {
 	start := time.Now()
-	up := backends.RESPConn(nil)
-	own := c.pin == nil
-	if own {
-		var err error
-		up, err = st.backend.Dedicated(c.ctx())
-		if err != nil {
-			c.types = c.types[:0]
-			c.backendFailed(st, []cmd{*k}, 0, err)
-			c.recordAll([]cmd{*k}, start)
-			return
-		}
-	} else {
-		up = c.pin.up
-	}
+	key := firstKey(k)
+	// A client that holds a connection blocks on it, unless its key lives
+	// on another server of a cluster.
+	own := c.pin == nil || st.router != nil && key != nil && !c.pin.multi && !st.router.Serves(c.pin.up, key)
 	discard := c.replyOff || c.skipReply
 	c.skipReply = false
-	mark := len(c.out)
 	// Replies so far go out first: the client sees them while it waits.
 	if !c.flushOut() {
-		if own {
-			up.Release(false)
-		}
 		c.quit = true
 		return
 	}
-	mark = 0
-	c.blockedOn.Store(up.UpstreamID())
-	c.mode.Store(modeBlocked)
-	c.s.blocked.Add(1)
-	stopWatch := c.watchClient(func() { up.Close() })
-	c.types = c.types[:0]
-	ok, err := c.roundTrip(st, up, []cmd{*k}, false, nil)
-	gone := stopWatch()
-	c.s.blocked.Add(-1)
-	c.mode.Store(modeBusy)
-	c.blockedOn.Store(0)
-	if gone {
-		ok, err = false, errClientGone
-	}
-	if own {
-		up.Release(ok && err == nil)
-	} else if err != nil {
-		up.Release(false)
-		c.pin = nil
+	var (
+		ok  bool
+		err error
+	)
+	for attempt := 0; ; attempt++ {
+		var up backends.RESPConn
+		if own {
+			if up, err = c.dedicated(st, key); err != nil {
+				c.types = c.types[:0]
+				break
+			}
+		} else {
+			up = c.pin.up
+		}
+		c.blockedOn.Store(up.UpstreamID())
+		if h, isHomed := up.(backends.RESPHomed); isHomed {
+			c.blockedHome.Store(&homeRef{h.Home()})
+		}
+		c.mode.Store(modeBlocked)
+		c.s.blocked.Add(1)
+		stopWatch := c.watchClient(func() { up.Close() })
+		c.types = c.types[:0]
+		ok, err = c.roundTrip(st, up, []cmd{*k}, false, nil)
+		gone := stopWatch()
+		c.s.blocked.Add(-1)
+		c.mode.Store(modeBusy)
+		c.blockedOn.Store(0)
+		c.blockedHome.Store(nil)
+		if gone {
+			ok, err = false, errClientGone
+		}
+		if own {
+			up.Release(ok && err == nil)
+		} else if err != nil {
+			up.Release(false)
+			c.pin = nil
+		}
+		if err == nil && own && c.redirected && attempt < 2 {
+			// The key's slot moved: the command did not run. Try the
+			// server the cluster named.
+			c.out, c.types = c.out[:0], c.types[:0]
+			continue
+		}
+		break
 	}
 	if err != nil {
 		c.backendFailed(st, []cmd{*k}, len(c.types), err)
 	}
 	if discard {
-		c.out = c.out[:mark]
+		c.out = c.out[:0]
 	}
 	c.recordAll([]cmd{*k}, start)
 }
@@ -316,3 +430,10 @@ func (c *conn) watchClient(gone func()) func() bool {
 }
 
 var errDuplexClosed = errors.New("duplex closed")
+
+// crossSlotReply answers a command whose key a cluster serves elsewhere
+// than the connection the client holds.
+const crossSlotReply = "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+
+// homeRef is the server a blocked client waits on, for CLIENT UNBLOCK.
+type homeRef struct{ b backends.RESPPassthrough }

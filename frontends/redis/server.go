@@ -38,6 +38,7 @@ type settings struct {
 	// Exactly one of backend (a RESP server, passed through) and kv (a
 	// store served through the translation layer) is set.
 	backend  backends.RESPPassthrough
+	router   backends.RESPRouter // set when backend spreads keys over servers
 	kv       *translate.Engine
 	bname    string
 	limits   resp.Limits
@@ -148,6 +149,7 @@ func newSettings(cfg *Config, env frontends.Env) (*settings, error) {
 	switch b := env.Backend.(type) {
 	case backends.RESPPassthrough:
 		st.backend = b
+		st.router, _ = b.(backends.RESPRouter)
 	case kv.Store:
 		st.kv = translate.EngineFor(b, env.BackendName)
 	default:

@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -71,4 +72,23 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Metrics fetches the Prometheus text of Mecha's admin endpoint.
+func Metrics(t testing.TB, m *app.Mecha) string {
+	t.Helper()
+	a := m.AdminAddr()
+	if a == nil {
+		t.Fatal("admin endpoint not enabled")
+	}
+	resp, err := http.Get("http://" + a.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -1,0 +1,196 @@
+package rediscluster
+
+import (
+	"strconv"
+
+	"github.com/mecha-gateway/mecha/frontends/redis/resp"
+)
+
+// merge is how the replies of a command sent to several nodes become the
+// one reply its client gets.
+type merge uint8
+
+const (
+	mergeNone   merge = iota // one node, its reply unchanged
+	mergeMGet                // MGET split by slot: the values back in key order
+	mergeOK                  // MSET split by slot: +OK when every part is
+	mergeSum                 // DEL, EXISTS, UNLINK, TOUCH, DBSIZE: the sum
+	mergeConcat              // KEYS: every node's keys
+	mergeSame                // FLUSHALL, SCRIPT LOAD ...: the first error, or the first reply
+	mergeAnd                 // SCRIPT EXISTS: 1 where every node has the script
+	mergeRandom              // RANDOMKEY: a key from a node that has one
+	mergeScan                // SCAN: the node's reply with Mecha's cursor
+)
+
+// splits are the multi-key commands Redis' semantics let Mecha split by
+// slot: each key's outcome is independent of the others. keyStep is the
+// distance between keys (MSET's values sit between them).
+var splits = map[string]struct {
+	merge   merge
+	keyStep int
+}{
+	"mget":   {mergeMGet, 1},
+	"mset":   {mergeOK, 2},
+	"del":    {mergeSum, 1},
+	"exists": {mergeSum, 1},
+	"unlink": {mergeSum, 1},
+	"touch":  {mergeSum, 1},
+}
+
+// fanouts are the commands about the whole keyspace (or every node's
+// state), sent to every master.
+var fanouts = map[string]merge{
+	"keys":             mergeConcat,
+	"dbsize":           mergeSum,
+	"flushall":         mergeSame,
+	"flushdb":          mergeSame,
+	"randomkey":        mergeRandom,
+	"script|load":      mergeSame,
+	"script|flush":     mergeSame,
+	"script|exists":    mergeAnd,
+	"function|load":    mergeSame,
+	"function|delete":  mergeSame,
+	"function|flush":   mergeSame,
+	"function|restore": mergeSame,
+	"config|set":       mergeSame,
+	"config|resetstat": mergeSame,
+	"config|rewrite":   mergeSame,
+}
+
+// crossSlotErr is Redis Cluster's reply to keys in several slots.
+const crossSlotErr = "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+
+// scanNodeBits is how many low bits of a SCAN cursor Mecha gives out name
+// the master being scanned; the node's own cursor is in the others.
+const scanNodeBits = 10
+
+// routeOf decides where one command goes. It fills st and returns the
+// targets to send; no targets means st.reply is already the answer.
+func (cc *ccall) routeOf(l *layout, st *cmdState, raw []byte, args [][]byte, keys *[][]byte) []target {
+	info := resp.Lookup(args[0])
+	name := ""
+	if info != nil {
+		name = info.Name
+		if len(info.Subcommands) > 0 && len(args) > 1 {
+			if sub := info.Sub(args[1]); sub != nil {
+				name = sub.Name
+			}
+		}
+	}
+	if m, ok := fanouts[name]; ok {
+		return cc.fanout(l, st, raw, m)
+	}
+	if name == "scan" {
+		return cc.scan(l, st, args)
+	}
+	*keys = resp.Keys(info, args, (*keys)[:0])
+	ks := *keys
+	if len(ks) == 0 {
+		return []target{{node: l.any, req: raw, sub: -1}}
+	}
+	slot := Slot(ks[0])
+	same := true
+	for _, k := range ks[1:] {
+		if Slot(k) != slot {
+			same = false
+			break
+		}
+	}
+	if same {
+		return []target{{node: cc.b.nodeOf(l, slot), req: raw, sub: -1}}
+	}
+	sp, ok := splits[name]
+	if !ok {
+		cc.b.crossSlot.Inc()
+		st.reply = append(st.reply, crossSlotErr...)
+		st.typ, st.done = '-', true
+		return nil
+	}
+	return cc.split(l, st, args, sp.merge, sp.keyStep)
+}
+
+// split sends a multi-key command as one command per slot, each to its
+// node; st.pos remembers which of the command's keys each part holds.
+func (cc *ccall) split(l *layout, st *cmdState, args [][]byte, m merge, step int) []target {
+	type group struct {
+		slot int
+		args [][]byte
+		pos  []int
+	}
+	var groups []group
+	for i, k := 1, 0; i+step-1 < len(args); i, k = i+step, k+1 {
+		slot := Slot(args[i])
+		g := -1
+		for j := range groups {
+			if groups[j].slot == slot {
+				g = j
+				break
+			}
+		}
+		if g < 0 {
+			groups = append(groups, group{slot: slot, args: [][]byte{args[0]}})
+			g = len(groups) - 1
+		}
+		groups[g].args = append(groups[g].args, args[i:i+step]...)
+		groups[g].pos = append(groups[g].pos, k)
+	}
+	st.merge = m
+	st.subs = make([][]byte, len(groups))
+	st.pending = len(groups)
+	if m == mergeMGet {
+		st.pos = make([][]int, len(groups))
+		st.nkeys = (len(args) - 1) / step
+	}
+	ts := make([]target, len(groups))
+	for j, g := range groups {
+		if m == mergeMGet {
+			st.pos[j] = g.pos
+		}
+		ts[j] = target{node: cc.b.nodeOf(l, g.slot), req: resp.AppendCommand(nil, g.args...), sub: j}
+	}
+	return ts
+}
+
+// fanout sends the command to every master.
+func (cc *ccall) fanout(l *layout, st *cmdState, raw []byte, m merge) []target {
+	st.merge, st.fanout = m, true
+	st.subs = make([][]byte, len(l.masters))
+	st.pending = len(l.masters)
+	ts := make([]target, len(l.masters))
+	for j, n := range l.masters {
+		ts[j] = target{node: n, req: raw, sub: j}
+	}
+	return ts
+}
+
+// scan walks the masters one after the other: Mecha's cursor carries the
+// index of the master in its low bits and that master's cursor above
+// them.
+func (cc *ccall) scan(l *layout, st *cmdState, args [][]byte) []target {
+	if len(args) < 2 {
+		return []target{{node: l.any, req: resp.AppendCommand(nil, args...), sub: -1}}
+	}
+	c, err := strconv.ParseUint(string(args[1]), 10, 64)
+	idx := int(c & (1<<scanNodeBits - 1))
+	if err != nil || idx >= len(l.masters) {
+		st.reply = append(st.reply, "-ERR invalid cursor\r\n"...)
+		st.typ, st.done = '-', true
+		return nil
+	}
+	nargs := append([][]byte(nil), args...)
+	nargs[1] = strconv.AppendUint(nil, c>>scanNodeBits, 10)
+	st.merge, st.fanout = mergeScan, true
+	st.subs = make([][]byte, 1)
+	st.pending = 1
+	st.scanNode, st.scanNodes = idx, len(l.masters)
+	return []target{{node: l.masters[idx], req: resp.AppendCommand(nil, nargs...), sub: 0}}
+}
+
+// nodeOf is the master of slot, or any master when the slot has none (its
+// reply then tells the client the cluster is down, in Redis' words).
+func (b *Backend) nodeOf(l *layout, slot int) *node {
+	if n := l.slots[slot].Load(); n != nil {
+		return n
+	}
+	return l.any
+}
