@@ -68,7 +68,7 @@ type part struct {
 	targets []target
 	whole   bool // the part is the whole batch: its request is the client's
 	cur     int  // the target whose reply is arriving
-	skip    int // replies to drop (ASKING's)
+	skip    int  // replies to drop (ASKING's)
 	scan    resp.ReplyScanner
 }
 
