@@ -26,6 +26,80 @@ type ccall struct {
 	cmds  []cmdState
 	next  int  // the oldest command whose reply has not been passed on
 	ended bool // parent.Sink.Done was called
+	// out gathers the bytes for the client until the node's piece has
+	// been handled, so that they reach the client in one write.
+	out []byte
+	// inflight counts the parts sent and not yet done, and re-sends
+	// scheduled: the ccall is reused once it has ended and none is left.
+	inflight int
+
+	parts []*part  // the parts of the batch being planned
+	pool  []*part  // part objects owned by the ccall, reused
+	used  int      // how many of pool are in use
+	keys  [][]byte // scratch for key extraction
+}
+
+var ccallPool = sync.Pool{New: func() any { return new(ccall) }}
+
+// newCCall prepares a ccall for call.
+func newCCall(b *Backend, call *backends.RESPCall) *ccall {
+	cc := ccallPool.Get().(*ccall)
+	cc.b, cc.parent = b, call
+	if cap(cc.cmds) < call.N {
+		cc.cmds = make([]cmdState, call.N)
+	}
+	cc.cmds = cc.cmds[:call.N]
+	for i := range cc.cmds {
+		cc.cmds[i] = cmdState{reply: cc.cmds[i].reply[:0]}
+	}
+	cc.slot = 0
+	if sl, ok := call.Sink.(redis.Slotter); ok {
+		cc.slot = sl.Slot()
+	}
+	cc.next, cc.ended, cc.inflight, cc.used = 0, false, 0, 0
+	cc.parts = cc.parts[:0]
+	return cc
+}
+
+// newPart returns a part for node n. It runs with cc.mu held, or before
+// anything of the batch was sent.
+func (cc *ccall) newPart(n *node) *part {
+	if cc.used == len(cc.pool) {
+		cc.pool = append(cc.pool, &part{cc: cc})
+	}
+	p := cc.pool[cc.used]
+	cc.used++
+	p.cc, p.node = cc, n
+	p.targets = p.targets[:0]
+	p.whole, p.cur, p.skip = false, 0, 0
+	p.scan.Reset()
+	p.RESPCall = backends.RESPCall{Req: p.RESPCall.Req[:0], Types: p.RESPCall.Types[:0], Sink: p}
+	return p
+}
+
+// release gives the ccall back once it has ended and no part of it is in
+// flight. It runs with cc.mu held; nothing may touch cc afterwards.
+func (cc *ccall) release() {
+	if !cc.ended || cc.inflight > 0 {
+		return
+	}
+	cc.parent, cc.b = nil, nil
+	clear(cc.keys)
+	for _, p := range cc.pool[:cc.used] {
+		clear(p.targets)
+	}
+	ccallPool.Put(cc)
+}
+
+// emit queues bytes for the client.
+func (cc *ccall) emit(b []byte) { cc.out = append(cc.out, b...) }
+
+// flush passes queued bytes to the client.
+func (cc *ccall) flush() {
+	if len(cc.out) > 0 && !cc.ended {
+		cc.parent.Sink.Deliver(cc.parent, cc.out)
+	}
+	cc.out = cc.out[:0]
 }
 
 // cmdState is one of the batch's commands.
@@ -66,9 +140,10 @@ type part struct {
 	cc      *ccall
 	node    *node
 	targets []target
-	whole   bool // the part is the whole batch: its request is the client's
-	cur     int  // the target whose reply is arriving
-	skip    int  // replies to drop (ASKING's)
+	own     []byte // the part's request, when it is not the client's
+	whole   bool   // the part is the whole batch: its request is the client's
+	cur     int    // the target whose reply is arriving
+	skip    int    // replies to drop (ASKING's)
 	scan    resp.ReplyScanner
 }
 
@@ -89,33 +164,24 @@ func (b *Backend) Submit(ctx context.Context, call *backends.RESPCall) error {
 	if err != nil {
 		return err
 	}
-	cc := &ccall{b: b, parent: call, cmds: make([]cmdState, call.N)}
-	if sl, ok := call.Sink.(redis.Slotter); ok {
-		cc.slot = sl.Slot()
-	}
+	cc := newCCall(b, call)
 	call.Types = call.Types[:0]
 
 	p := parserPool.Get().(*resp.Parser)
 	defer func() { p.Release(); p.Reset(); parserPool.Put(p) }()
-	var (
-		parts []*part
-		keys  [][]byte
-		req   = call.Req
-		off   int
-	)
+	req, off := call.Req, 0
 	for i := 0; i < call.N; i++ {
 		cmd, n, err := p.Parse(req[off:])
 		if err != nil || n == 0 || len(cmd.Args) == 0 {
+			cc.ended = true
+			cc.release()
 			return fmt.Errorf("malformed request for the cluster: command %d of %d", i+1, call.N)
 		}
-		raw := req[off : off+n]
+		cc.routeOf(l, i, req[off:off+n], cmd.Args)
 		off += n
-		for _, t := range cc.routeOf(l, &cc.cmds[i], raw, cmd.Args, &keys) {
-			t.cmd = i
-			parts = addTarget(parts, cc, t)
-		}
 	}
 	p.Release()
+	parts := cc.parts
 	if len(parts) == 1 && len(parts[0].targets) == call.N {
 		whole := true
 		for _, t := range parts[0].targets {
@@ -124,8 +190,13 @@ func (b *Backend) Submit(ctx context.Context, call *backends.RESPCall) error {
 		parts[0].whole = whole
 	}
 	cc.mu.Lock()
+	// Counted now: a part's replies may end the call before the next
+	// part is sent.
+	cc.inflight += len(parts)
 	// Commands answered here (CROSSSLOT) may be first in line.
 	cc.advance()
+	cc.flush()
+	cc.release()
 	cc.mu.Unlock()
 	for _, pt := range parts {
 		pt.Deferred = call.Deferred
@@ -149,58 +220,91 @@ func (b *Backend) currentLayout(ctx context.Context) (*layout, error) {
 	return nil, fmt.Errorf("%w: the cluster serves no slots", backends.ErrUnavailable)
 }
 
-// addTarget puts t into the batch's part for its node.
-func addTarget(parts []*part, cc *ccall, t target) []*part {
+// add puts t into the batch's part for its node.
+func (cc *ccall) add(t target) {
+	for _, p := range cc.parts {
+		if p.node == t.node {
+			p.targets = append(p.targets, t)
+			return
+		}
+	}
+	p := cc.newPart(t.node)
+	p.targets = append(p.targets, t)
+	cc.parts = append(cc.parts, p)
+}
+
+// send submits a part to its node. A node that cannot take it (nothing
+// was sent) makes Mecha read the layout again and route the part's
+// commands anew, once; after that they are answered with the error.
+// The part must be counted in cc.inflight; a part not sent is uncounted
+// here.
+func (cc *ccall) send(ctx context.Context, p *part) {
+	if p.whole {
+		// The client's request as it is: no copy.
+		p.Req = cc.parent.Req
+	} else {
+		p.Req = p.own[:0]
+		for i := range p.targets {
+			t := &p.targets[i]
+			if t.asking {
+				p.Req = append(p.Req, askingCmd...)
+				p.skip++
+			}
+			p.Req = append(p.Req, t.req...)
+		}
+		p.own = p.Req
+	}
+	p.N = len(p.targets) + p.skip
+	err := p.node.Submit(ctx, &p.RESPCall)
+	if err == nil {
+		return
+	}
+	b := cc.b
+	name := b.name
+	if !p.targets[0].asking && p.targets[0].redirects == 0 && b.refreshAfterFailure(ctx) {
+		l := b.layout.Load()
+		cc.mu.Lock()
+		var retry []*part
+		for _, t := range p.targets {
+			t.redirects++ // counts as a redirection: no second retry
+			if nn := cc.rerouted(l, t); nn != nil && nn != p.node {
+				t.node = nn
+				retry = cc.addTo(retry, t)
+				continue
+			}
+			cc.complete(t, resp.AppendError(nil, backends.ErrorText(name, err)), '-')
+		}
+		cc.inflight += len(retry) - 1
+		cc.advance()
+		cc.flush()
+		cc.mu.Unlock()
+		for _, rp := range retry {
+			cc.send(ctx, rp)
+		}
+		cc.mu.Lock()
+		cc.release()
+		cc.mu.Unlock()
+		return
+	}
+	cc.mu.Lock()
+	cc.inflight--
+	cc.failLocked(p.targets, err)
+	cc.release()
+	cc.mu.Unlock()
+}
+
+// addTo puts t into the part for its node among parts. It runs with
+// cc.mu held.
+func (cc *ccall) addTo(parts []*part, t target) []*part {
 	for _, p := range parts {
 		if p.node == t.node {
 			p.targets = append(p.targets, t)
 			return parts
 		}
 	}
-	return append(parts, &part{cc: cc, node: t.node, targets: []target{t}})
-}
-
-// send submits a part to its node. A node that cannot take it (nothing
-// was sent) makes Mecha read the layout again and route the part's
-// commands anew, once; after that they are answered with the error.
-func (cc *ccall) send(ctx context.Context, p *part) {
-	p.Req = p.Req[:0]
-	if p.whole {
-		p.Req = cc.parent.Req
-	}
-	for i := 0; i < len(p.targets) && !p.whole; i++ {
-		t := &p.targets[i]
-		if t.asking {
-			p.Req = append(p.Req, askingCmd...)
-			p.skip++
-		}
-		p.Req = append(p.Req, t.req...)
-	}
-	p.N = len(p.targets) + p.skip
-	p.Sink = p
-	err := p.node.Submit(ctx, &p.RESPCall)
-	if err == nil {
-		return
-	}
-	b := cc.b
-	if !p.targets[0].asking && p.targets[0].redirects == 0 && b.refreshAfterFailure(ctx) {
-		l := b.layout.Load()
-		var retry []*part
-		for _, t := range p.targets {
-			t.redirects++ // counts as a redirection: no second retry
-			if nn := cc.rerouted(l, t); nn != nil && nn != p.node {
-				t.node = nn
-				retry = addTarget(retry, cc, t)
-				continue
-			}
-			cc.failTargets([]target{t}, err)
-		}
-		for _, rp := range retry {
-			cc.send(ctx, rp)
-		}
-		return
-	}
-	cc.failTargets(p.targets, err)
+	p := cc.newPart(t.node)
+	p.targets = append(p.targets, t)
+	return append(parts, p)
 }
 
 var askingCmd = resp.AppendCommandStrings(nil, "ASKING")
@@ -224,15 +328,18 @@ func (cc *ccall) rerouted(l *layout, t target) *node {
 	return cc.b.nodeOf(l, Slot(keys[0]))
 }
 
-// failTargets answers targets whose node failed with the backend error.
-func (cc *ccall) failTargets(ts []target, err error) {
+// failLocked answers targets whose node failed with the backend error.
+// It runs with cc.mu held.
+func (cc *ccall) failLocked(ts []target, err error) {
+	if cc.ended {
+		return
+	}
 	msg := resp.AppendError(nil, backends.ErrorText(cc.b.name, err))
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
 	for _, t := range ts {
 		cc.complete(t, msg, '-')
 	}
 	cc.advance()
+	cc.flush()
 }
 
 // Deliver receives reply bytes from the node, in order.
@@ -240,6 +347,9 @@ func (p *part) Deliver(_ *backends.RESPCall, b []byte) {
 	cc := p.cc
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	if cc.ended {
+		return
+	}
 	for len(b) > 0 {
 		n, typ, done, err := p.scan.Scan(b)
 		if err != nil {
@@ -267,18 +377,18 @@ func (p *part) Deliver(_ *backends.RESPCall, b []byte) {
 		}
 	}
 	cc.advance()
+	cc.flush()
 }
 
 // Done ends the node's call: on error, the commands that got no reply
 // get the backend error.
 func (p *part) Done(_ *backends.RESPCall, err error) {
-	if err == nil {
-		return
-	}
 	cc := p.cc
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.ended {
+	cc.inflight--
+	defer cc.release()
+	if err == nil || cc.ended {
 		return
 	}
 	if p.cur < len(p.targets) {
@@ -289,11 +399,7 @@ func (p *part) Done(_ *backends.RESPCall, err error) {
 			return
 		}
 	}
-	msg := resp.AppendError(nil, backends.ErrorText(cc.b.name, err))
-	for i := p.cur; i < len(p.targets); i++ {
-		cc.complete(p.targets[i], msg, '-')
-	}
-	cc.advance()
+	cc.failLocked(p.targets[p.cur:], err)
 }
 
 // receive takes a piece of t's reply. It runs with cc.mu held.
@@ -317,7 +423,7 @@ func (cc *ccall) receive(t *target, piece []byte, typ byte, done bool) {
 	}
 	if t.first != '-' && (st.streamed || t.cmd == cc.next && len(st.reply) == 0) {
 		// The oldest command's reply goes to the client as it comes.
-		cc.parent.Sink.Deliver(cc.parent, piece)
+		cc.emit(piece)
 		st.streamed = true
 	} else {
 		st.reply = append(st.reply, piece...)
@@ -369,18 +475,17 @@ func (cc *ccall) advance() {
 		if !st.done {
 			if st.merge == mergeNone && !st.streamed && len(st.reply) > 0 && st.reply[0] != '-' {
 				// Its reply began arriving while an older one was awaited.
-				parent.Sink.Deliver(parent, st.reply)
-				st.reply, st.streamed = nil, true
+				cc.emit(st.reply)
+				st.reply, st.streamed = st.reply[:0], true
 			}
 			return
 		}
-		if len(st.reply) > 0 {
-			parent.Sink.Deliver(parent, st.reply)
-		}
+		cc.emit(st.reply)
 		parent.Types = append(parent.Types, st.typ)
-		st.reply = nil
+		st.reply = st.reply[:0]
 		cc.next++
 	}
+	cc.flush()
 	cc.ended = true
 	parent.Sink.Done(parent, nil)
 }
@@ -390,6 +495,7 @@ func (cc *ccall) abort(err error) {
 	if cc.ended {
 		return
 	}
+	cc.flush()
 	cc.ended = true
 	cc.parent.Sink.Done(cc.parent, err)
 }
@@ -407,6 +513,7 @@ func (cc *ccall) redirect(t *target, reply []byte) bool {
 			nt := *t
 			nt.redirects++
 			nt.started = false
+			cc.inflight++ // the re-send to come
 			time.AfterFunc(tryAgainDelay, func() { cc.resend(nt) })
 			return true
 		}
@@ -424,12 +531,17 @@ func (cc *ccall) redirect(t *target, reply []byte) bool {
 	if n == nil {
 		// A node Mecha has not met: connect off the reader goroutine.
 		b.requestRefresh()
+		cc.inflight++ // the re-send to come
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.DialTimeout.D())
 			defer cancel()
 			n, err := b.nodeFor(ctx, addr)
 			if err != nil {
-				cc.failTargets([]target{nt}, err)
+				cc.mu.Lock()
+				cc.inflight--
+				cc.failLocked([]target{nt}, err)
+				cc.release()
+				cc.mu.Unlock()
 				return
 			}
 			if kind == "MOVED" {
@@ -452,11 +564,14 @@ func (cc *ccall) redirect(t *target, reply []byte) bool {
 
 const tryAgainDelay = 25 * time.Millisecond
 
-// resend sends one target again, alone.
+// resend sends one target again, alone: a re-send scheduled earlier
+// (counted in cc.inflight).
 func (cc *ccall) resend(t target) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	cc.inflight--
 	cc.resendLocked(t)
+	cc.release()
 }
 
 // resendLocked sends t on its own. Submitting never calls the part's sink
@@ -465,20 +580,23 @@ func (cc *ccall) resendLocked(t target) {
 	if cc.ended {
 		return
 	}
-	p := &part{cc: cc, node: t.node, targets: []target{t}}
+	p := cc.newPart(t.node)
+	p.targets = append(p.targets, t)
 	if t.asking {
-		p.Req = append(p.Req, askingCmd...)
+		p.Req = append(p.own[:0], askingCmd...)
 		p.skip = 1
+	} else {
+		p.Req = p.own[:0]
 	}
 	p.Req = append(p.Req, t.req...)
+	p.own = p.Req
 	p.N = 1 + p.skip
-	p.Sink = p
 	ctx, cancel := context.WithTimeout(context.Background(), cc.b.cfg.DialTimeout.D())
 	defer cancel()
+	cc.inflight++
 	if err := t.node.Submit(ctx, &p.RESPCall); err != nil {
-		msg := resp.AppendError(nil, backends.ErrorText(cc.b.name, err))
-		cc.complete(t, msg, '-')
-		cc.advance()
+		cc.inflight--
+		cc.failLocked([]target{t}, err)
 	}
 }
 

@@ -254,13 +254,20 @@ const minRefreshGap = 100 * time.Millisecond
 
 func (b *Backend) refreshLoop() {
 	defer b.done.Done()
-	t := time.NewTicker(b.cfg.RefreshInterval.D())
-	defer t.Stop()
+	health := time.NewTicker(b.cfg.HealthInterval.D())
+	defer health.Stop()
+	next := time.Now().Add(b.cfg.RefreshInterval.D())
 	for {
 		select {
 		case <-b.stop:
 			return
-		case <-t.C:
+		case <-health.C:
+			// The nodes check themselves; a master found down is a
+			// reason to look for the replica that replaces it.
+			l := b.layout.Load()
+			if l == nil || b.updateHealth(l) || time.Now().Before(next) {
+				continue
+			}
 		case <-b.refreshReq:
 			if wait := minRefreshGap - time.Duration(time.Now().UnixNano()-b.lastRefresh.Load()); wait > 0 {
 				select {
@@ -270,6 +277,7 @@ func (b *Backend) refreshLoop() {
 				}
 			}
 		}
+		next = time.Now().Add(b.cfg.RefreshInterval.D())
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.DialTimeout.D()+b.cfg.ReadTimeout.D())
 		if err := b.refresh(ctx); err != nil {
 			b.log.Warn("cluster layout refresh failed", "err", err)
@@ -443,15 +451,15 @@ func (b *Backend) retire(l *layout) {
 }
 
 // updateHealth is UP when every slot is served by a master that is up.
-func (b *Backend) updateHealth(l *layout) {
-	var missing int
+// It reports whether that is so.
+func (b *Backend) updateHealth(l *layout) bool {
 	var down []string
 	for _, n := range l.masters {
 		if n.Health().State == backends.StateDown {
 			down = append(down, n.addr)
 		}
 	}
-	missing = NumSlots - served(l)
+	missing := NumSlots - served(l)
 	switch {
 	case missing > 0:
 		b.health.Set(backends.StateDown, fmt.Sprintf("%d slots have no master", missing))
@@ -459,7 +467,9 @@ func (b *Backend) updateHealth(l *layout) {
 		b.health.Set(backends.StateDown, "masters down: "+strings.Join(down, ", "))
 	default:
 		b.health.Set(backends.StateUp, "")
+		return true
 	}
+	return false
 }
 
 // CollectMetrics exports the cluster's and every node's metrics.

@@ -64,9 +64,11 @@ const crossSlotErr = "-CROSSSLOT Keys in request don't hash to the same slot\r\n
 // the master being scanned; the node's own cursor is in the others.
 const scanNodeBits = 10
 
-// routeOf decides where one command goes. It fills st and returns the
-// targets to send; no targets means st.reply is already the answer.
-func (cc *ccall) routeOf(l *layout, st *cmdState, raw []byte, args [][]byte, keys *[][]byte) []target {
+// routeOf decides where command i goes: it adds the targets to send for
+// it to the batch's parts, or, for a command answered here, fills its
+// reply.
+func (cc *ccall) routeOf(l *layout, i int, raw []byte, args [][]byte) {
+	st := &cc.cmds[i]
 	info := resp.Lookup(args[0])
 	name := ""
 	if info != nil {
@@ -78,15 +80,18 @@ func (cc *ccall) routeOf(l *layout, st *cmdState, raw []byte, args [][]byte, key
 		}
 	}
 	if m, ok := fanouts[name]; ok {
-		return cc.fanout(l, st, raw, m)
+		cc.fanout(l, i, raw, m)
+		return
 	}
 	if name == "scan" {
-		return cc.scan(l, st, args)
+		cc.scan(l, i, args)
+		return
 	}
-	*keys = resp.Keys(info, args, (*keys)[:0])
-	ks := *keys
+	cc.keys = resp.Keys(info, args, cc.keys[:0])
+	ks := cc.keys
 	if len(ks) == 0 {
-		return []target{{node: l.any, req: raw, sub: -1}}
+		cc.add(target{node: l.any, req: raw, cmd: i, sub: -1})
+		return
 	}
 	slot := Slot(ks[0])
 	same := true
@@ -97,21 +102,23 @@ func (cc *ccall) routeOf(l *layout, st *cmdState, raw []byte, args [][]byte, key
 		}
 	}
 	if same {
-		return []target{{node: cc.b.nodeOf(l, slot), req: raw, sub: -1}}
+		cc.add(target{node: cc.b.nodeOf(l, slot), req: raw, cmd: i, sub: -1})
+		return
 	}
 	sp, ok := splits[name]
 	if !ok {
 		cc.b.crossSlot.Inc()
 		st.reply = append(st.reply, crossSlotErr...)
 		st.typ, st.done = '-', true
-		return nil
+		return
 	}
-	return cc.split(l, st, args, sp.merge, sp.keyStep)
+	cc.split(l, i, args, sp.merge, sp.keyStep)
 }
 
 // split sends a multi-key command as one command per slot, each to its
 // node; st.pos remembers which of the command's keys each part holds.
-func (cc *ccall) split(l *layout, st *cmdState, args [][]byte, m merge, step int) []target {
+func (cc *ccall) split(l *layout, i int, args [][]byte, m merge, step int) {
+	st := &cc.cmds[i]
 	type group struct {
 		slot int
 		args [][]byte
@@ -141,41 +148,40 @@ func (cc *ccall) split(l *layout, st *cmdState, args [][]byte, m merge, step int
 		st.pos = make([][]int, len(groups))
 		st.nkeys = (len(args) - 1) / step
 	}
-	ts := make([]target, len(groups))
 	for j, g := range groups {
 		if m == mergeMGet {
 			st.pos[j] = g.pos
 		}
-		ts[j] = target{node: cc.b.nodeOf(l, g.slot), req: resp.AppendCommand(nil, g.args...), sub: j}
+		cc.add(target{node: cc.b.nodeOf(l, g.slot), req: resp.AppendCommand(nil, g.args...), cmd: i, sub: j})
 	}
-	return ts
 }
 
 // fanout sends the command to every master.
-func (cc *ccall) fanout(l *layout, st *cmdState, raw []byte, m merge) []target {
+func (cc *ccall) fanout(l *layout, i int, raw []byte, m merge) {
+	st := &cc.cmds[i]
 	st.merge, st.fanout = m, true
 	st.subs = make([][]byte, len(l.masters))
 	st.pending = len(l.masters)
-	ts := make([]target, len(l.masters))
 	for j, n := range l.masters {
-		ts[j] = target{node: n, req: raw, sub: j}
+		cc.add(target{node: n, req: raw, cmd: i, sub: j})
 	}
-	return ts
 }
 
 // scan walks the masters one after the other: Mecha's cursor carries the
 // index of the master in its low bits and that master's cursor above
 // them.
-func (cc *ccall) scan(l *layout, st *cmdState, args [][]byte) []target {
+func (cc *ccall) scan(l *layout, i int, args [][]byte) {
+	st := &cc.cmds[i]
 	if len(args) < 2 {
-		return []target{{node: l.any, req: resp.AppendCommand(nil, args...), sub: -1}}
+		cc.add(target{node: l.any, req: resp.AppendCommand(nil, args...), cmd: i, sub: -1})
+		return
 	}
 	c, err := strconv.ParseUint(string(args[1]), 10, 64)
 	idx := int(c & (1<<scanNodeBits - 1))
 	if err != nil || idx >= len(l.masters) {
 		st.reply = append(st.reply, "-ERR invalid cursor\r\n"...)
 		st.typ, st.done = '-', true
-		return nil
+		return
 	}
 	nargs := append([][]byte(nil), args...)
 	nargs[1] = strconv.AppendUint(nil, c>>scanNodeBits, 10)
@@ -183,7 +189,7 @@ func (cc *ccall) scan(l *layout, st *cmdState, args [][]byte) []target {
 	st.subs = make([][]byte, 1)
 	st.pending = 1
 	st.scanNode, st.scanNodes = idx, len(l.masters)
-	return []target{{node: l.masters[idx], req: resp.AppendCommand(nil, nargs...), sub: 0}}
+	cc.add(target{node: l.masters[idx], req: resp.AppendCommand(nil, nargs...), cmd: i, sub: 0})
 }
 
 // nodeOf is the master of slot, or any master when the slot has none (its

@@ -1,13 +1,20 @@
-// Command redisbench measures Mecha's Redis passthrough against the direct
-// backend and a peer proxy (twemproxy), side by side in one run.
+// Command redisbench measures Mecha's Redis frontend side by side with
+// what it stands in for, in one run, in three suites:
 //
-// It starts its own redis-server on a free port, Mecha in front of it and
-// nutcracker (twemproxy) in front of it, then runs redis-benchmark against
-// each target in turn, round after round, and prints the median of each
-// test and the ratios between targets. It also reports Mecha's resident
-// memory while loaded and idle, and its start-up time to ready.
+//   - passthrough: Mecha on a redis-server, against the server directly
+//     and against twemproxy in front of it; Mecha's added latency,
+//     resident memory and start-up time;
+//   - embedded: Mecha's embedded store against a redis-server (both with
+//     an append-only log synced every second), and the memory each uses
+//     for the same million keys;
+//   - cluster: Mecha on a 3-master Redis Cluster against redis-benchmark
+//     in cluster mode talking to the nodes itself.
 //
-//	go run ./bench/redisbench -rounds 5
+// It starts every server it needs on free ports, runs redis-benchmark
+// against each target in turn, round after round, and prints the median of
+// each test and the ratios between targets, taken round by round.
+//
+//	go run ./bench/redisbench -rounds 5 -suite embedded
 package main
 
 import (
@@ -29,14 +36,23 @@ import (
 	"time"
 )
 
+// target is one server redis-benchmark runs against.
 type target struct {
 	name string
 	port int
+	args []string // extra redis-benchmark arguments (--cluster)
 }
 
 type result struct {
 	rps float64
 	p50 float64 // ms
+}
+
+type options struct {
+	rounds, requests, clients int
+	tests                     []string
+	pipelines                 []int
+	verbose                   bool
 }
 
 func main() {
@@ -47,8 +63,18 @@ func main() {
 	mechaBin := flag.String("mecha", "", "mecha binary (default: build ./cmd/mecha)")
 	pipelines := flag.String("P", "1,16", "pipeline depths to run (redis-benchmark -P)")
 	verbose := flag.Bool("v", false, "print every round's results")
-	backendExtra := flag.String("backend", "", "extra options for Mecha's backend, e.g. \"conns: 1\"")
+	backendExtra := flag.String("backend", "", "extra options for Mecha's redis backend (passthrough suite), e.g. \"conns: 1\"")
+	suites := flag.String("suite", "passthrough,embedded,cluster", "suites to run: passthrough (Mecha on a redis-server vs direct vs twemproxy), embedded (Mecha's embedded store vs redis-server, throughput and memory), cluster (Mecha on a 3-master Redis Cluster vs redis-benchmark --cluster)")
+	keys := flag.Int("keys", 1000000, "keys loaded for the memory comparison (embedded suite)")
 	flag.Parse()
+
+	o := options{rounds: *rounds, requests: *requests, clients: *clients, verbose: *verbose,
+		tests: strings.Split(strings.ToUpper(*tests), ",")}
+	for _, pl := range strings.Split(*pipelines, ",") {
+		p, err := strconv.Atoi(pl)
+		check(err)
+		o.pipelines = append(o.pipelines, p)
+	}
 
 	dir, err := os.MkdirTemp("", "redisbench")
 	check(err)
@@ -61,18 +87,60 @@ func main() {
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		check(build.Run())
 	}
-	for _, tool := range []string{"redis-server", "redis-benchmark", "nutcracker"} {
+	for _, tool := range []string{"redis-server", "redis-benchmark", "redis-cli", "nutcracker"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			fmt.Fprintf(os.Stderr, "redisbench: %s not found (apt-get install redis-server redis-tools nutcracker)\n", tool)
 			os.Exit(2)
 		}
 	}
+	for _, s := range strings.Split(*suites, ",") {
+		switch s {
+		case "passthrough":
+			passthroughSuite(dir, bin, o, *backendExtra)
+		case "embedded":
+			embeddedSuite(dir, bin, o, *keys)
+		case "cluster":
+			clusterSuite(dir, bin, o)
+		default:
+			check(fmt.Errorf("unknown suite %q", s))
+		}
+	}
+}
 
-	redisPort := freePort()
-	redis := start(dir, "redis", "redis-server", "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
+// startRedis starts a redis-server on a free port with extra arguments.
+func startRedis(dir, name string, extra ...string) (*exec.Cmd, int) {
+	port := freePort()
+	rdir := filepath.Join(dir, name)
+	check(os.MkdirAll(rdir, 0o755))
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", rdir}, extra...)
+	cmd := start(dir, name, "redis-server", args...)
+	waitPort(port)
+	return cmd, port
+}
+
+// startMecha runs Mecha with one Redis frontend on the backend described
+// by backendYAML, and waits until it is ready.
+func startMecha(dir, bin, name, backendYAML string) (*exec.Cmd, int, int, time.Duration) {
+	port, admin := freePort(), freePort()
+	cfg := filepath.Join(dir, name+".yaml")
+	check(os.WriteFile(cfg, []byte(fmt.Sprintf(`admin: {listen: 127.0.0.1:%d}
+log: {level: warn}
+data_dir: %s
+frontends:
+  - {name: bench, protocol: redis, listen: 127.0.0.1:%d, backend: b}
+backends:
+  b: %s
+`, admin, filepath.Join(dir, name+"-data"), port, backendYAML)), 0o644))
+	cmd := start(dir, name, bin, "run", "-c", cfg)
+	return cmd, port, admin, waitReady(admin)
+}
+
+// passthroughSuite: Mecha on a redis-server, against the server itself
+// and twemproxy in front of it.
+func passthroughSuite(dir, bin string, o options, backendExtra string) {
+	fmt.Printf("\n== passthrough: Mecha (type: redis) vs direct redis-server vs twemproxy ==\n")
+	redis, redisPort := startRedis(dir, "redis")
 	defer stop(redis)
-	waitPort(redisPort)
 
 	twemPort := freePort()
 	twemCfg := filepath.Join(dir, "nutcracker.yml")
@@ -89,66 +157,23 @@ func main() {
 	defer stop(twem)
 	waitPort(twemPort)
 
-	mechaPort, adminPort := freePort(), freePort()
-	mechaCfg := filepath.Join(dir, "mecha.yaml")
-	check(os.WriteFile(mechaCfg, []byte(fmt.Sprintf(`admin: {listen: 127.0.0.1:%d}
-log: {level: warn}
-frontends:
-  - {name: bench, protocol: redis, listen: 127.0.0.1:%d, backend: r}
-backends:
-  r: {type: redis, addr: 127.0.0.1:%d %s}
-`, adminPort, mechaPort, redisPort, optional(*backendExtra))), 0o644))
-	began := time.Now()
-	mecha := start(dir, "mecha", bin, "run", "-c", mechaCfg)
+	mecha, mechaPort, _, startup := startMecha(dir, bin, "mecha", fmt.Sprintf("{type: redis, addr: 127.0.0.1:%d %s}", redisPort, optional(backendExtra)))
 	defer stop(mecha)
-	startup := waitReady(adminPort)
-	_ = began
 	time.Sleep(200 * time.Millisecond)
 	idleBefore := rss(mecha.Process.Pid)
 
-	targets := []target{{"direct", redisPort}, {"mecha", mechaPort}, {"twemproxy", twemPort}}
-	testNames := strings.Split(strings.ToUpper(*tests), ",")
 	var peak peakRSS
 	peak.watch(mecha.Process.Pid)
+	compare(o, []target{{name: "mecha", port: mechaPort}, {name: "direct", port: redisPort}, {name: "twemproxy", port: twemPort}})
 
-	for _, pl := range strings.Split(*pipelines, ",") {
-		p, err := strconv.Atoi(pl)
-		check(err)
-		// results[target][test] = per-round results
-		results := map[string]map[string][]result{}
-		for _, t := range targets {
-			results[t.name] = map[string][]result{}
-		}
-		// Targets run back to back for each test, in an order that rotates,
-		// so that each comparison is made within seconds on a noisy
-		// machine.
-		for r := 0; r < *rounds; r++ {
-			for ti, test := range testNames {
-				for i := range targets {
-					t := targets[(i+r+ti)%len(targets)]
-					res := runBenchmark(t.port, strings.ToLower(test), *requests, *clients, p)
-					for name, v := range res {
-						if name != test {
-							continue // LPOP also runs an LPUSH to fill the list
-						}
-						results[t.name][name] = append(results[t.name][name], v)
-						if *verbose {
-							fmt.Printf("round %d -P %d %-9s %-6s %9.0f rps  p50 %.3f ms\n", r+1, p, t.name, name, v.rps, v.p50)
-						}
-					}
-				}
-			}
-		}
-		report(p, *rounds, *requests, *clients, testNames, results)
-	}
 	// Latency without queueing: one client, one request at a time.
 	var d1, m1 []float64
-	for r := 0; r < *rounds; r++ {
-		d1 = append(d1, runBenchmark(redisPort, "get", 50000, 1, 1)["GET"].p50)
-		m1 = append(m1, runBenchmark(mechaPort, "get", 50000, 1, 1)["GET"].p50)
+	for r := 0; r < o.rounds; r++ {
+		d1 = append(d1, runBenchmark(target{port: redisPort}, "get", 50000, 1, 1)["GET"].p50)
+		m1 = append(m1, runBenchmark(target{port: mechaPort}, "get", 50000, 1, 1)["GET"].p50)
 	}
 	fmt.Printf("\nredis-benchmark -t get -n 50000 -c 1 (no queueing), median of %d rounds: p50 direct %.3f ms, mecha %.3f ms, added %.3f ms\n",
-		*rounds, median(d1), median(m1), median(m1)-median(d1))
+		o.rounds, median(d1), median(m1), median(m1)-median(d1))
 	peak.stop()
 	time.Sleep(time.Second)
 	idleAfter := rss(mecha.Process.Pid)
@@ -158,21 +183,104 @@ backends:
 	// Start-up again, a few times, for a median.
 	var starts []float64
 	for i := 0; i < 5; i++ {
-		port, admin := freePort(), freePort()
-		cfg := filepath.Join(dir, fmt.Sprintf("start%d.yaml", i))
-		check(os.WriteFile(cfg, []byte(fmt.Sprintf(`admin: {listen: 127.0.0.1:%d}
-log: {level: warn}
-frontends:
-  - {name: s, protocol: redis, listen: 127.0.0.1:%d, backend: r}
-backends:
-  r: {type: redis, addr: 127.0.0.1:%d}
-`, admin, port, redisPort)), 0o644))
-		m := start(dir, "mecha-start", bin, "run", "-c", cfg)
-		d := waitReady(admin)
+		m, _, _, d := startMecha(dir, bin, fmt.Sprintf("start%d", i), fmt.Sprintf("{type: redis, addr: 127.0.0.1:%d}", redisPort))
 		starts = append(starts, float64(d)/1e6)
 		stop(m)
 	}
 	fmt.Printf("Mecha start-up to ready, median of 5: %.1f ms\n", median(starts))
+}
+
+// embeddedSuite: Mecha's embedded store against a redis-server, both
+// logging writes to an append-only file synced every second; then the
+// memory each uses for the same keys.
+func embeddedSuite(dir, bin string, o options, keys int) {
+	fmt.Printf("\n== embedded: Mecha (type: embedded) vs redis-server, both with an append-only log, fsync every second ==\n")
+	redis, redisPort := startRedis(dir, "redis-aof", "--appendonly", "yes", "--appendfsync", "everysec")
+	defer stop(redis)
+	mecha, mechaPort, _, _ := startMecha(dir, bin, "mecha-embedded", "{type: embedded, fsync: everysec}")
+	defer stop(mecha)
+	compare(o, []target{{name: "embedded", port: mechaPort}, {name: "redis", port: redisPort}})
+
+	// Memory: the same keys in fresh servers, without persistence (the
+	// log's buffers are not data).
+	stop(redis)
+	stop(mecha)
+	redis, redisPort = startRedis(dir, "redis-mem")
+	defer stop(redis)
+	mecha, mechaPort, _, _ = startMecha(dir, bin, "mecha-mem", "{type: embedded, persistence: false}")
+	defer stop(mecha)
+	base := rss(mecha.Process.Pid)
+	redisBase := rss(redis.Process.Pid)
+	load(redisPort, keys, 100)
+	load(mechaPort, keys, 100)
+	time.Sleep(2 * time.Second) // let the collector return what it can
+	used := infoField(redisPort, "memory", "used_memory")
+	rr, mr := rss(redis.Process.Pid), rss(mecha.Process.Pid)
+	fmt.Printf("\nMemory for %d string keys of 100 bytes (key:%%08d):\n", keys)
+	fmt.Printf("  redis-server: used_memory %.1f MB, RSS %.1f MB (empty: %.1f MB)\n", mb(used), mb(rr), mb(redisBase))
+	fmt.Printf("  mecha:        RSS %.1f MB (empty: %.1f MB)\n", mb(mr), mb(base))
+	fmt.Printf("  ratio mecha RSS / redis RSS: %.2f; mecha RSS / redis used_memory: %.2f\n", float64(mr)/float64(rr), float64(mr)/float64(used))
+}
+
+// clusterSuite: Mecha on a 3-master Redis Cluster against redis-benchmark
+// in cluster mode, talking to the nodes itself.
+func clusterSuite(dir, bin string, o options) {
+	fmt.Printf("\n== cluster: Mecha (type: redis-cluster) vs redis-benchmark --cluster on the nodes, 3 masters ==\n")
+	var ports []int
+	var addrs []string
+	for i := range 3 {
+		cmd, port := startRedis(dir, fmt.Sprintf("node%d", i), "--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf", "--cluster-port", strconv.Itoa(freePort()))
+		defer stop(cmd)
+		ports = append(ports, port)
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	create := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...)
+	out, err := create.CombinedOutput()
+	if err != nil {
+		check(fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out))
+	}
+	for _, p := range ports {
+		for !strings.Contains(redisCLI(p, "CLUSTER", "INFO"), "cluster_state:ok") {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	mecha, mechaPort, _, _ := startMecha(dir, bin, "mecha-cluster", fmt.Sprintf("{type: redis-cluster, servers: [%s]}", addrs[0]))
+	defer stop(mecha)
+	compare(o, []target{{name: "mecha", port: mechaPort}, {name: "cluster", port: ports[0], args: []string{"--cluster"}}})
+}
+
+// compare runs every test against every target, round after round, and
+// reports medians and the ratios of the first target to the others.
+func compare(o options, targets []target) {
+	for _, p := range o.pipelines {
+		// results[target][test] = per-round results
+		results := map[string]map[string][]result{}
+		for _, t := range targets {
+			results[t.name] = map[string][]result{}
+		}
+		// Targets run back to back for each test, in an order that rotates,
+		// so that each comparison is made within seconds on a noisy
+		// machine.
+		for r := 0; r < o.rounds; r++ {
+			for ti, test := range o.tests {
+				for i := range targets {
+					t := targets[(i+r+ti)%len(targets)]
+					res := runBenchmark(t, strings.ToLower(test), o.requests, o.clients, p)
+					for name, v := range res {
+						if name != test {
+							continue // LPOP also runs an LPUSH to fill the list
+						}
+						results[t.name][name] = append(results[t.name][name], v)
+						if o.verbose {
+							fmt.Printf("round %d -P %d %-9s %-6s %9.0f rps  p50 %.3f ms\n", r+1, p, t.name, name, v.rps, v.p50)
+						}
+					}
+				}
+			}
+		}
+		report(p, o, targets, results)
+	}
 }
 
 func optional(extra string) string {
@@ -183,14 +291,20 @@ func optional(extra string) string {
 }
 
 // runBenchmark runs redis-benchmark once and parses its CSV output.
-func runBenchmark(port int, tests string, n, c, p int) map[string]result {
-	cmd := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-t", tests, "-n", strconv.Itoa(n), "-c", strconv.Itoa(c), "-P", strconv.Itoa(p), "--csv")
+func runBenchmark(t target, tests string, n, c, p int) map[string]result {
+	args := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(t.port),
+		"-t", tests, "-n", strconv.Itoa(n), "-c", strconv.Itoa(c), "-P", strconv.Itoa(p), "--csv"}, t.args...)
+	cmd := exec.Command("redis-benchmark", args...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr
 	check(cmd.Run())
-	rows, err := csv.NewReader(&out).ReadAll()
+	// In cluster mode the CSV follows a description of the nodes.
+	csvText := out.Bytes()
+	if i := bytes.Index(csvText, []byte("\"test\"")); i > 0 {
+		csvText = csvText[i:]
+	}
+	rows, err := csv.NewReader(bytes.NewReader(csvText)).ReadAll()
 	check(err)
 	res := map[string]result{}
 	for _, row := range rows {
@@ -210,33 +324,66 @@ func runBenchmark(port int, tests string, n, c, p int) map[string]result {
 	return res
 }
 
-func report(p, rounds, n, c int, tests []string, results map[string]map[string][]result) {
-	fmt.Printf("\nredis-benchmark -n %d -c %d -P %d, median of %d rounds\n", n, c, p, rounds)
-	fmt.Printf("%-7s %12s %12s %12s %9s %9s %10s %10s %10s %9s\n", "test", "direct rps", "mecha rps", "twem rps",
-		"m/direct", "m/twem", "p50 dir", "p50 mecha", "p50 twem", "+p50 ms")
-	var ratios, ratiosTw, added []float64
-	for _, t := range tests {
-		ds, ms, ws := results["direct"][t], results["mecha"][t], results["twemproxy"][t]
-		if len(ds) == 0 || len(ds) != len(ms) || len(ms) != len(ws) {
+func report(p int, o options, targets []target, results map[string]map[string][]result) {
+	fmt.Printf("\nredis-benchmark -n %d -c %d -P %d, median of %d rounds\n", o.requests, o.clients, p, o.rounds)
+	subject := targets[0].name
+	fmt.Printf("%-7s", "test")
+	for _, t := range targets {
+		fmt.Printf(" %14s", t.name+" rps")
+	}
+	for _, t := range targets[1:] {
+		fmt.Printf(" %12s", subject[:1]+"/"+t.name)
+	}
+	for _, t := range targets {
+		fmt.Printf(" %11s", "p50 "+t.name)
+	}
+	fmt.Printf(" %9s\n", "+p50 ms")
+	ratios := make([][]float64, len(targets))
+	var added []float64
+	for _, test := range o.tests {
+		ms := results[subject][test]
+		ok := len(ms) > 0
+		for _, t := range targets {
+			ok = ok && len(results[t.name][test]) == len(ms)
+		}
+		if !ok {
 			continue
+		}
+		fmt.Printf("%-7s", test)
+		for _, t := range targets {
+			fmt.Printf(" %14.0f", med(results[t.name][test]).rps)
 		}
 		// Ratios are taken round by round (runs seconds apart), then
 		// their median.
-		var rd, rw, ap []float64
-		for i := range ds {
-			rd = append(rd, ms[i].rps/ds[i].rps)
-			rw = append(rw, ms[i].rps/ws[i].rps)
-			ap = append(ap, ms[i].p50-ds[i].p50)
+		for i, t := range targets[1:] {
+			var rs []float64
+			for r := range ms {
+				rs = append(rs, ms[r].rps/results[t.name][test][r].rps)
+			}
+			ratios[i+1] = append(ratios[i+1], median(rs))
+			fmt.Printf(" %12.2f", median(rs))
 		}
-		d, m, w := med(ds), med(ms), med(ws)
-		ratios = append(ratios, median(rd))
-		ratiosTw = append(ratiosTw, median(rw))
+		for _, t := range targets {
+			fmt.Printf(" %11.3f", med(results[t.name][test]).p50)
+		}
+		var ap []float64
+		for r := range ms {
+			ap = append(ap, ms[r].p50-results[targets[1].name][test][r].p50)
+		}
 		added = append(added, median(ap))
-		fmt.Printf("%-7s %12.0f %12.0f %12.0f %9.2f %9.2f %10.3f %10.3f %10.3f %9.3f\n", t, d.rps, m.rps, w.rps,
-			median(rd), median(rw), d.p50, m.p50, w.p50, median(ap))
+		fmt.Printf(" %9.3f\n", median(ap))
 	}
-	fmt.Printf("%-7s %12s %12s %12s %9.2f %9.2f %10s %10s %10s %9.3f   (median over tests)\n", "all", "", "", "",
-		median(ratios), median(ratiosTw), "", "", "", median(added))
+	fmt.Printf("%-7s", "all")
+	for range targets {
+		fmt.Printf(" %14s", "")
+	}
+	for i := range targets[1:] {
+		fmt.Printf(" %12.2f", median(ratios[i+1]))
+	}
+	for range targets {
+		fmt.Printf(" %11s", "")
+	}
+	fmt.Printf(" %9.3f   (median over tests)\n", median(added))
 }
 
 func med(rs []result) result {
@@ -381,4 +528,51 @@ func check(err error) {
 		fmt.Fprintln(os.Stderr, "redisbench:", err)
 		os.Exit(1)
 	}
+}
+
+// load writes n keys "key:%08d" of size bytes through one pipelined
+// connection.
+func load(port, n, size int) {
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	check(err)
+	defer c.Close()
+	value := strings.Repeat("x", size)
+	r := bufio.NewReaderSize(c, 64<<10)
+	const batch = 1000
+	var buf []byte
+	for i := 0; i < n; i += batch {
+		buf = buf[:0]
+		m := min(batch, n-i)
+		for j := 0; j < m; j++ {
+			k := fmt.Sprintf("key:%08d", i+j)
+			buf = fmt.Appendf(buf, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(value), value)
+		}
+		_, err := c.Write(buf)
+		check(err)
+		for j := 0; j < m; j++ {
+			line, err := r.ReadString('\n')
+			check(err)
+			if line != "+OK\r\n" {
+				check(fmt.Errorf("SET: %q", line))
+			}
+		}
+	}
+}
+
+// redisCLI runs a command with redis-cli and returns its output.
+func redisCLI(port int, args ...string) string {
+	out, err := exec.Command("redis-cli", append([]string{"-p", strconv.Itoa(port)}, args...)...).Output()
+	check(err)
+	return string(out)
+}
+
+// infoField reads one numeric field of INFO section.
+func infoField(port int, section, field string) int64 {
+	for _, line := range strings.Split(redisCLI(port, "INFO", section), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
