@@ -1,6 +1,7 @@
 // Package redis runs unmodified Redis clients (go-redis v9, redis-cli,
-// redis-benchmark) against Mecha, in front of a real redis-server and on
-// its embedded store.
+// redis-benchmark) against Mecha: in front of a real redis-server, on its
+// embedded store, and in front of a Redis Cluster (which the clients see
+// as one Redis).
 package redis
 
 import (
@@ -11,24 +12,27 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mecha-gateway/mecha/backends/redis/redistest"
+	"github.com/mecha-gateway/mecha/backends/rediscluster"
 	"github.com/mecha-gateway/mecha/cmd/mecha/app"
 	"github.com/mecha-gateway/mecha/cmd/mecha/app/apptest"
 )
 
 // env is Mecha with one Redis frontend and its backend.
 type env struct {
-	kind  string            // "redis" (passthrough) or "embedded"
-	redis *redistest.Server // the upstream, for "redis"
+	kind    string             // "redis" (passthrough), "embedded" or "cluster"
+	redis   *redistest.Server  // the upstream, for "redis"
+	cluster *redistest.Cluster // the upstream, for "cluster"
 	m     *app.Mecha
 	addr  string
 	port  string
 }
 
 // backendKinds are the backends every client test runs against.
-var backendKinds = []string{"redis", "embedded"}
+var backendKinds = []string{"redis", "embedded", "cluster"}
 
 // eachBackend runs fn against every backend kind.
 func eachBackend(t *testing.T, frontendExtra string, fn func(t *testing.T, e *env)) {
@@ -47,9 +51,13 @@ func setup(t *testing.T, kind, frontendExtra string) *env {
 	}
 	e := &env{kind: kind}
 	backend := fmt.Sprintf("{type: embedded, dir: %q}", t.TempDir())
-	if kind == "redis" {
+	switch kind {
+	case "redis":
 		e.redis = redistest.Start(t)
 		backend = fmt.Sprintf(`{type: redis, addr: "%s", health_interval: 100ms}`, e.redis.Addr())
+	case "cluster":
+		e.cluster = redistest.StartCluster(t, 3, 0)
+		backend = fmt.Sprintf(`{type: redis-cluster, servers: ["%s"], health_interval: 100ms}`, e.cluster.Nodes[0].Addr())
 	}
 	e.m = apptest.Start(t, fmt.Sprintf(`
 admin: {listen: "127.0.0.1:0"}
@@ -64,12 +72,31 @@ backends:
 }
 
 // data runs a command on the backend's data directly (the upstream for
-// passthrough, Mecha itself for the embedded store) and returns the
-// reply, loosely decoded.
+// passthrough, the node of the key for a cluster, Mecha itself for the
+// embedded store) and returns the reply, loosely decoded. On a cluster,
+// DBSIZE is summed and INFO joined over the nodes.
 func (e *env) data(t *testing.T, args ...string) string {
 	t.Helper()
-	if e.redis != nil {
+	switch {
+	case e.redis != nil:
 		return e.redis.Do(args...)
+	case e.cluster != nil:
+		switch strings.ToUpper(args[0]) {
+		case "DBSIZE":
+			total := 0
+			for _, n := range e.cluster.Nodes {
+				v, _ := strconv.Atoi(strings.TrimPrefix(n.Do("DBSIZE"), ":"))
+				total += v
+			}
+			return fmt.Sprintf(":%d", total)
+		case "INFO":
+			var all []string
+			for _, n := range e.cluster.Nodes {
+				all = append(all, n.Do(args...))
+			}
+			return strings.Join(all, "\n")
+		}
+		return e.cluster.MasterOf(rediscluster.Slot([]byte(args[1]))).Do(args...)
 	}
 	return redistest.Do(t, e.addr, args...)
 }
