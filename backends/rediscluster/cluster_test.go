@@ -130,6 +130,15 @@ func TestClusterCommands(t *testing.T) {
 			t.Fatalf("UNLINK = %d", n)
 		}
 	})
+	t.Run("malformed multi-key commands get Redis' errors", func(t *testing.T) {
+		cl := redistest.Dial(t, addr)
+		if r := cl.Do("MSET", "a", "1", "b"); r != "-ERR wrong number of arguments for 'mset' command\r\n" {
+			t.Fatalf("MSET with a key and no value = %q", r)
+		}
+		if r := cl.Do("MGET"); r != "-ERR wrong number of arguments for 'mget' command\r\n" {
+			t.Fatalf("MGET without keys = %q", r)
+		}
+	})
 	t.Run("commands that cannot be split answer CROSSSLOT", func(t *testing.T) {
 		rdb.SAdd(ctx, "s1", "x")
 		rdb.SAdd(ctx, "s2", "y")

@@ -73,10 +73,23 @@ func (cc *ccall) routeOf(l *layout, i int, raw []byte, args [][]byte) {
 	name := ""
 	if info != nil {
 		name = info.Name
+		arity := info
 		if len(info.Subcommands) > 0 && len(args) > 1 {
 			if sub := info.Sub(args[1]); sub != nil {
-				name = sub.Name
+				name, arity = sub.Name, sub
 			}
+		}
+		if !arity.ArityOK(len(args)) {
+			// Malformed: any node answers with Redis' own error.
+			cc.add(target{node: l.any, req: raw, cmd: i, sub: -1})
+			return
+		}
+		if name == "mset" && len(args)%2 == 0 {
+			// A single Redis checks this before anything else; a
+			// cluster node would see the keys first.
+			st.reply = append(st.reply, "-ERR wrong number of arguments for 'mset' command\r\n"...)
+			st.typ, st.done = '-', true
+			return
 		}
 	}
 	if m, ok := fanouts[name]; ok {

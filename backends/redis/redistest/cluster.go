@@ -30,9 +30,11 @@ func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 	}
 	c := &Cluster{t: t}
 	args := []string{"--cluster", "create"}
-	for range masters * (1 + replicas) {
-		s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(t)))
+	n := masters * (1 + replicas)
+	ports := FreePorts(t, 2*n) // each node's port and its cluster bus port
+	for i := range n {
+		s := StartOn(t, ports[i], "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(ports[n+i]))
 		c.Nodes = append(c.Nodes, s)
 		args = append(args, s.Addr())
 	}

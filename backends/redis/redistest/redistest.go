@@ -34,13 +34,22 @@ func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
 // testing.Short is set; otherwise a missing binary fails the test.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	return StartOn(t, 0, extra...)
+}
+
+// StartOn is Start on a given port (0: a free one).
+func StartOn(t testing.TB, port int, extra ...string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if testing.Short() {
 			t.Skip("redis-server not installed")
 		}
 		t.Fatalf("redis-server not installed (apt-get install redis-server): %v", err)
 	}
-	s := &Server{t: t, Port: FreePort(t), Dir: t.TempDir()}
+	if port == 0 {
+		port = FreePort(t)
+	}
+	s := &Server{t: t, Port: port, Dir: t.TempDir()}
 	s.args = append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", s.Dir, "--logfile", filepath.Join(s.Dir, "redis.log")}, extra...)
 	s.start()
@@ -139,6 +148,21 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreePorts returns n distinct TCP ports free on 127.0.0.1 right now.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
 }
 
 // WaitPort polls until something accepts connections on port.
