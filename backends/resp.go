@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/mecha-gateway/mecha/frontends/redis/resp"
 )
 
 // RESPPassthrough is implemented by backends that are Redis servers, or
@@ -48,11 +50,22 @@ type RESPCall struct {
 	Types []byte
 	// Sink receives the replies.
 	Sink RESPSink
+	// Parsed, when set, describes each command of Req as the frontend
+	// parsed it, so that a backend that routes by key (Redis Cluster)
+	// need not parse Req again. It is valid until Submit returns.
+	Parsed []ParsedCommand
 	// Deferred lets the request wait for Flush, so that a frontend that
 	// knows more requests are coming (other clients it has just woken)
 	// can send them upstream together. A caller that sets it must call
 	// Flush once the batch is complete.
 	Deferred bool
+}
+
+// ParsedCommand is one command of a RESPCall's request.
+type ParsedCommand struct {
+	Args [][]byte
+	Info *resp.CommandInfo // nil for a command Redis does not know
+	End  int               // offset in Req just past the command
 }
 
 // RESPSink receives the replies of a call, on the backend's reader

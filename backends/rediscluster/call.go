@@ -94,6 +94,15 @@ func (cc *ccall) release() {
 // emit queues bytes for the client.
 func (cc *ccall) emit(b []byte) { cc.out = append(cc.out, b...) }
 
+// flushBig passes queued bytes to the client once they are many (a large
+// reply streams through in bounded memory); the rest go out in one write
+// when the call ends, whichever node answers last.
+func (cc *ccall) flushBig() {
+	if len(cc.out) >= 64<<10 {
+		cc.flush()
+	}
+}
+
 // flush passes queued bytes to the client.
 func (cc *ccall) flush() {
 	if len(cc.out) > 0 && !cc.ended {
@@ -167,20 +176,27 @@ func (b *Backend) Submit(ctx context.Context, call *backends.RESPCall) error {
 	cc := newCCall(b, call)
 	call.Types = call.Types[:0]
 
-	p := parserPool.Get().(*resp.Parser)
-	defer func() { p.Release(); p.Reset(); parserPool.Put(p) }()
 	req, off := call.Req, 0
-	for i := 0; i < call.N; i++ {
-		cmd, n, err := p.Parse(req[off:])
-		if err != nil || n == 0 || len(cmd.Args) == 0 {
-			cc.ended = true
-			cc.release()
-			return fmt.Errorf("malformed request for the cluster: command %d of %d", i+1, call.N)
+	if len(call.Parsed) == call.N {
+		// The frontend parsed the commands already.
+		for i, pc := range call.Parsed {
+			cc.routeOf(l, i, req[off:pc.End], pc.Args, pc.Info)
+			off = pc.End
 		}
-		cc.routeOf(l, i, req[off:off+n], cmd.Args)
-		off += n
+	} else {
+		p := parserPool.Get().(*resp.Parser)
+		defer func() { p.Release(); p.Reset(); parserPool.Put(p) }()
+		for i := 0; i < call.N; i++ {
+			cmd, n, err := p.Parse(req[off:])
+			if err != nil || n == 0 || len(cmd.Args) == 0 {
+				cc.ended = true
+				cc.release()
+				return fmt.Errorf("malformed request for the cluster: command %d of %d", i+1, call.N)
+			}
+			cc.routeOf(l, i, req[off:off+n], cmd.Args, resp.Lookup(cmd.Args[0]))
+			off += n
+		}
 	}
-	p.Release()
 	parts := cc.parts
 	if len(parts) == 1 && len(parts[0].targets) == call.N {
 		whole := true
@@ -195,7 +211,7 @@ func (b *Backend) Submit(ctx context.Context, call *backends.RESPCall) error {
 	cc.inflight += len(parts)
 	// Commands answered here (CROSSSLOT) may be first in line.
 	cc.advance()
-	cc.flush()
+	cc.flushBig()
 	cc.release()
 	cc.mu.Unlock()
 	for _, pt := range parts {
@@ -276,7 +292,7 @@ func (cc *ccall) send(ctx context.Context, p *part) {
 		}
 		cc.inflight += len(retry) - 1
 		cc.advance()
-		cc.flush()
+		cc.flushBig()
 		cc.mu.Unlock()
 		for _, rp := range retry {
 			cc.send(ctx, rp)
@@ -339,7 +355,7 @@ func (cc *ccall) failLocked(ts []target, err error) {
 		cc.complete(t, msg, '-')
 	}
 	cc.advance()
-	cc.flush()
+	cc.flushBig()
 }
 
 // Deliver receives reply bytes from the node, in order.
@@ -377,7 +393,7 @@ func (p *part) Deliver(_ *backends.RESPCall, b []byte) {
 		}
 	}
 	cc.advance()
-	cc.flush()
+	cc.flushBig()
 }
 
 // Done ends the node's call: on error, the commands that got no reply

@@ -67,9 +67,8 @@ const scanNodeBits = 10
 // routeOf decides where command i goes: it adds the targets to send for
 // it to the batch's parts, or, for a command answered here, fills its
 // reply.
-func (cc *ccall) routeOf(l *layout, i int, raw []byte, args [][]byte) {
+func (cc *ccall) routeOf(l *layout, i int, raw []byte, args [][]byte, info *resp.CommandInfo) {
 	st := &cc.cmds[i]
-	info := resp.Lookup(args[0])
 	name := ""
 	if info != nil {
 		name = info.Name

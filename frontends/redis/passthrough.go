@@ -298,9 +298,14 @@ func (c *conn) submitShared(st *settings, cmds []cmd) {
 	sc.Sink = sc
 	sc.Req = sc.Req[:0]
 	sc.ids = sc.ids[:0]
+	clear(sc.Parsed)
+	sc.Parsed = sc.Parsed[:0]
 	for i := range cmds {
 		sc.Req = encode(sc.Req, &cmds[i])
 		sc.ids = append(sc.ids, cmds[i].id)
+		if st.router != nil {
+			sc.Parsed = append(sc.Parsed, backends.ParsedCommand{Args: cmds[i].args, Info: cmds[i].info, End: len(sc.Req)})
+		}
 	}
 	if len(sc.Req) > spillAt {
 		// A large request would be copied into the shared write buffer
