@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mecha-gateway/mecha/backends/kv"
+	"github.com/mecha-gateway/mecha/backends/memcached/memcachedtest"
 	"github.com/mecha-gateway/mecha/backends/redis/redistest"
 	"github.com/mecha-gateway/mecha/cmd/mecha/app/apptest"
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
@@ -41,19 +42,28 @@ func startTargets(t *testing.T) (ref string, targets []target) {
 	}
 	reference := redistest.Start(t)
 	upstream := redistest.Start(t)
+	mc1, mc2 := memcachedtest.Start(t), memcachedtest.Start(t)
 	m := apptest.Start(t, fmt.Sprintf(`
 admin: {listen: ""}
 data_dir: %s
 frontends:
   - {name: passthrough, protocol: redis, listen: "127.0.0.1:0", backend: upstream}
   - {name: embedded, protocol: redis, listen: "127.0.0.1:0", backend: store}
+  - {name: memcached, protocol: redis, listen: "127.0.0.1:0", backend: memo}
 backends:
   upstream: {type: redis, addr: %s}
   store: {type: embedded, fsync: "no"}
-`, t.TempDir(), upstream.Addr()))
+  memo: {type: memcached, servers: [%s, %s]}
+`, t.TempDir(), upstream.Addr(), mc1.Addr(), mc2.Addr()))
 	targets = []target{
 		{name: "redis passthrough", addr: apptest.Addr(t, m, "passthrough"), features: all},
 		{name: "embedded", addr: apptest.Addr(t, m, "embedded"), features: all &^ featureStreams},
+		// Two servers, so that multi-key commands span both.
+		{name: "memcached", addr: apptest.Addr(t, m, "memcached"), features: kv.FeatureTTL | kv.FeatureTTLRead,
+			differs: map[string]string{
+				"strings-ttl": "EXAT 4102444800 (2100) is past the last expiry Memcached can hold (its exptime is a signed 32-bit " +
+					"Unix time: 2038-01-19), so EXPIRETIME answers 2147483647; strings-expire covers the rest with dates before 2038",
+			}},
 	}
 	return reference.Addr(), targets
 }

@@ -102,6 +102,26 @@ type Tx interface {
 	Flush() error
 }
 
+// BatchTx is implemented by the transactions of stores that reach their
+// data over the network (Memcached): MGET and MSET then cost one round
+// trip per server rather than one per key.
+type BatchTx interface {
+	// GetMany returns the string at each key, nil where a key is absent
+	// or holds another type (an empty string is a non-nil empty slice).
+	GetMany(keys [][]byte) ([][]byte, error)
+	// SetMany stores each pair (pairs alternates keys and values) as SET
+	// without options does.
+	SetMany(pairs [][]byte) error
+}
+
+// GetDeleter is implemented by the transactions of stores whose Update is
+// not atomic by itself: GETDEL then reads and deletes in one atomic step.
+type GetDeleter interface {
+	// GetDel returns the string at key and deletes it; ErrNotFound when
+	// absent.
+	GetDel(key []byte) ([]byte, error)
+}
+
 // SetOptions are SET's options.
 type SetOptions struct {
 	NX, XX bool // only if absent / only if present

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/backends/kv"
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
 )
@@ -85,6 +86,11 @@ func (c *call) replyErr(err error) {
 		c.errorMsg(c.s.e.unsupported(string(c.args[0])))
 	case errors.Is(err, kv.ErrTooLarge):
 		c.errorMsg("ERR value too large for backend '" + c.s.e.name + "'")
+	case errors.Is(err, backends.ErrTimeout):
+		// The same form as the Redis frontend's for passthrough backends.
+		c.errorMsg("ERR backend '" + c.s.e.name + "' timed out: " + trimSentinel(err, backends.ErrTimeout))
+	case errors.Is(err, backends.ErrUnavailable):
+		c.errorMsg("ERR backend '" + c.s.e.name + "' unavailable: " + trimSentinel(err, backends.ErrUnavailable))
 	default:
 		msg := err.Error()
 		if !strings.HasPrefix(msg, "ERR ") && !strings.HasPrefix(msg, "WRONGTYPE") {
@@ -92,6 +98,15 @@ func (c *call) replyErr(err error) {
 		}
 		c.errorMsg(msg)
 	}
+}
+
+// trimSentinel drops the sentinel's own text from the front of err's.
+func trimSentinel(err, sentinel error) string {
+	s, p := err.Error(), sentinel.Error()+": "
+	if len(s) > len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
 }
 
 // check replies with err and reports whether there was one.

@@ -228,6 +228,19 @@ func cmdGetSet(c *call) {
 }
 
 func cmdGetDel(c *call) {
+	if gd, ok := c.tx.(kv.GetDeleter); ok {
+		v, err := gd.GetDel(c.args[1])
+		switch err {
+		case nil:
+			c.propagate([]byte("DEL"), c.args[1])
+			c.bulk(v)
+		case kv.ErrNotFound:
+			c.null()
+		default:
+			c.replyErr(err)
+		}
+		return
+	}
 	v, err := c.tx.Get(c.args[1])
 	switch err {
 	case nil:
@@ -305,6 +318,21 @@ func (c *call) propagateExpireAt(key []byte, at time.Time) {
 }
 
 func cmdMGet(c *call) {
+	if b, ok := c.tx.(kv.BatchTx); ok {
+		vals, err := b.GetMany(c.args[1:])
+		if c.check(err) {
+			return
+		}
+		c.array(len(vals))
+		for _, v := range vals {
+			if v == nil {
+				c.null()
+			} else {
+				c.bulk(v)
+			}
+		}
+		return
+	}
 	c.array(len(c.args) - 1)
 	for _, k := range c.args[1:] {
 		v, err := c.tx.Get(k)
@@ -320,6 +348,14 @@ func cmdMGet(c *call) {
 func cmdMSet(c *call) {
 	if len(c.args)%2 != 1 {
 		c.errorMsg("ERR wrong number of arguments for '" + lower(c.args[0]) + "' command")
+		return
+	}
+	if b, ok := c.tx.(kv.BatchTx); ok {
+		if c.check(b.SetMany(c.args[1:])) {
+			return
+		}
+		c.propagateSelf()
+		c.ok()
 		return
 	}
 	for i := 1; i < len(c.args); i += 2 {

@@ -5,6 +5,7 @@ package modules
 
 import (
 	_ "github.com/mecha-gateway/mecha/backends/embedded"
+	_ "github.com/mecha-gateway/mecha/backends/memcached"
 	_ "github.com/mecha-gateway/mecha/backends/redis"
 	_ "github.com/mecha-gateway/mecha/backends/rediscluster"
 	_ "github.com/mecha-gateway/mecha/frontends/redis"
