@@ -29,6 +29,32 @@ type target struct {
 	// differs lists scripts (by name) whose replies the backend is known
 	// to give differently, with the reason.
 	differs map[string]string
+	// tag, when set, is put before every key of every command (for the
+	// reference too), so that all of a script's keys share a Redis
+	// Cluster hash tag and slot.
+	tag string
+}
+
+// tagKeys returns args with tag put before each argument that is a key,
+// as Redis Cluster finds keys (resp.Keys).
+func tagKeys(args []string, tag string) []string {
+	if tag == "" {
+		return args
+	}
+	b := make([][]byte, len(args))
+	for i, a := range args {
+		b[i] = []byte(a)
+	}
+	keys := resp.Keys(resp.Lookup(b[0]), b, nil)
+	out := append([]string(nil), args...)
+	for _, k := range keys {
+		for i := range b {
+			if len(k) > 0 && len(b[i]) > 0 && &k[0] == &b[i][0] {
+				out[i] = tag + args[i]
+			}
+		}
+	}
+	return out
 }
 
 const all kv.Feature = 1<<31 - 1
@@ -43,6 +69,7 @@ func startTargets(t *testing.T) (ref string, targets []target) {
 	reference := redistest.Start(t)
 	upstream := redistest.Start(t)
 	mc1, mc2 := memcachedtest.Start(t), memcachedtest.Start(t)
+	cluster := redistest.StartCluster(t, 3, 0)
 	m := apptest.Start(t, fmt.Sprintf(`
 admin: {listen: ""}
 data_dir: %s
@@ -50,11 +77,13 @@ frontends:
   - {name: passthrough, protocol: redis, listen: "127.0.0.1:0", backend: upstream}
   - {name: embedded, protocol: redis, listen: "127.0.0.1:0", backend: store}
   - {name: memcached, protocol: redis, listen: "127.0.0.1:0", backend: memo}
+  - {name: cluster, protocol: redis, listen: "127.0.0.1:0", backend: cluster}
 backends:
   upstream: {type: redis, addr: %s}
   store: {type: embedded, fsync: "no"}
   memo: {type: memcached, servers: [%s, %s]}
-`, t.TempDir(), upstream.Addr(), mc1.Addr(), mc2.Addr()))
+  cluster: {type: redis-cluster, servers: ["%s"]}
+`, t.TempDir(), upstream.Addr(), mc1.Addr(), mc2.Addr(), cluster.Nodes[0].Addr()))
 	targets = []target{
 		{name: "redis passthrough", addr: apptest.Addr(t, m, "passthrough"), features: all},
 		{name: "embedded", addr: apptest.Addr(t, m, "embedded"), features: all &^ featureStreams},
@@ -64,9 +93,32 @@ backends:
 				"strings-ttl": "EXAT 4102444800 (2100) is past the last expiry Memcached can hold (its exptime is a signed 32-bit " +
 					"Unix time: 2038-01-19), so EXPIRETIME answers 2147483647; strings-expire covers the rest with dates before 2038",
 			}},
+		// Three masters: the scripts' keys fall on all of them, and a
+		// command whose keys are in different slots gets what Redis
+		// Cluster answers.
+		{name: "redis-cluster", addr: apptest.Addr(t, m, "cluster"), features: all &^ kv.FeatureMultiDB,
+			differs: map[string]string{
+				"strings-basic":                     crossSlot + " (MSETNX)",
+				"strings-append-getdel-set-options": crossSlot + " (MSETNX)",
+				"bits":                              crossSlot + " (BITOP)",
+				"keys-basic":                        crossSlot + " (RENAME)",
+				"keys-expire":                       crossSlot + " (RENAME)",
+				"lists":                             crossSlot + " (LMOVE)",
+				"sets":                              crossSlot + " (SINTER)",
+				"zsets":                             crossSlot + " (ZRANGESTORE)",
+				"transactions":                      crossSlot + " (MSET in MULTI)",
+				"blocking-immediate":                crossSlot + " (BLPOP on two lists)",
+			}},
+		// The same scripts with every key under one hash tag, as cluster
+		// users write multi-key commands: all of them run.
+		{name: "redis-cluster {tag}", addr: apptest.Addr(t, m, "cluster"), features: all &^ kv.FeatureMultiDB, tag: "{t}"},
 	}
 	return reference.Addr(), targets
 }
+
+// crossSlot is why a script fails on Redis Cluster with keys in several
+// slots.
+const crossSlot = "a multi-key command Redis Cluster cannot split gets -CROSSSLOT when its keys are in different slots, as from the cluster itself"
 
 // featureStreams marks scripts that use streams, which only a real Redis
 // serves.
@@ -216,10 +268,11 @@ func TestConformance(t *testing.T) {
 				refConn.do([]string{"SELECT", "0"})
 				tc.do([]string{"SELECT", "0"})
 				for i, st := range sc.steps {
-					want := render(refConn.do(st.args), st.how)
-					got := render(tc.do(st.args), st.how)
+					args := tagKeys(st.args, tg.tag)
+					want := render(refConn.do(args), st.how)
+					got := render(tc.do(args), st.how)
 					if got != want {
-						t.Fatalf("step %d %q:\n got %s\nwant %s", i, st.args, got, want)
+						t.Fatalf("step %d %q:\n got %s\nwant %s", i, args, got, want)
 					}
 				}
 			})

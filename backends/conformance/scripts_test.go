@@ -109,10 +109,13 @@ var scripts = []script{
 		x("RENAME", "s", "s2"), x("TYPE", "s2"), x("RENAME", "missing", "x"), x("SET", "r1", "a"), x("SET", "r2", "b"),
 		x("RENAMENX", "r1", "r2"), x("RENAMENX", "r1", "r3"), x("GET", "r3"), x("RENAME", "r3", "r3"), x("TOUCH", "r2", "r3", "zz"),
 		x("COPY", "r2", "r4"), x("GET", "r4"), x("COPY", "r2", "r4"), x("COPY", "r2", "r4", "REPLACE"), x("COPY", "r2", "r2"),
+		x("DBSIZE"), x("FLUSHDB"), x("DBSIZE"), x("FLUSHDB", "ASYNC"), x("FLUSHDB", "BAD"),
+	}},
+	{name: "keys-databases", needs: typed | kv.FeatureMultiDB, steps: []step{
+		x("SET", "r2", "b"), x("SET", "r4", "b"),
 		x("MOVE", "r4", "1"), x("MOVE", "r4", "1"), x("MOVE", "r2", "0"), x("SELECT", "1"), x("GET", "r4"), x("SELECT", "0"),
 		x("COPY", "r2", "r9", "DB", "2"), x("SELECT", "2"), x("GET", "r9"), x("SELECT", "0"), x("MOVE", "r2", "99"),
-		x("FLUSHDB"), x("DBSIZE"), x("FLUSHDB", "ASYNC"), x("FLUSHDB", "BAD"), x("SWAPDB", "0", "1"), x("GET", "r4"),
-		x("SWAPDB", "0", "99"), x("SWAPDB", "x", "1"),
+		x("FLUSHDB"), x("DBSIZE"), x("SWAPDB", "0", "1"), x("GET", "r4"), x("SWAPDB", "0", "99"), x("SWAPDB", "x", "1"),
 	}},
 	{name: "keys-expire", needs: ttlR | typed, steps: []step{
 		x("SET", "k", "v"), x("EXPIRE", "k", "100"), s(ttl, "TTL", "k"), x("EXPIRE", "k", "100", "NX"), x("EXPIRE", "k", "200", "XX"),
@@ -200,8 +203,11 @@ var scripts = []script{
 		x("NOSUCHCMD"), x("EXEC"), x("GET", "c"), x("MULTI"), x("SET", "s", "x"), x("LPUSH", "s", "1"), x("GET", "s"), x("EXEC"),
 		x("WATCH", "w"), x("MULTI"), x("WATCH", "w"), x("SET", "w", "1"), x("EXEC"), x("WATCH", "w"), x("SET", "w", "2"), x("MULTI"),
 		x("SET", "w", "3"), x("EXEC"), x("GET", "w"), x("WATCH", "w"), x("UNWATCH"), x("SET", "w", "4"), x("MULTI"), x("GET", "w"),
-		x("EXEC"), x("MULTI"), x("SELECT", "1"), x("SET", "indb1", "v"), x("SELECT", "0"), x("EXEC"), x("SELECT", "1"), x("GET", "indb1"),
-		x("SELECT", "0"), x("MULTI"), x("PING"), x("ECHO", "hi"), x("EXEC"),
+		x("EXEC"), x("MULTI"), x("PING"), x("ECHO", "hi"), x("EXEC"),
+	}},
+	{name: "transactions-databases", needs: typed | kv.FeatureTransactions | kv.FeatureMultiDB, steps: []step{
+		x("MULTI"), x("SELECT", "1"), x("SET", "indb1", "v"), x("SELECT", "0"), x("EXEC"), x("SELECT", "1"), x("GET", "indb1"),
+		x("SELECT", "0"), x("GET", "indb1"),
 	}},
 	{name: "blocking-immediate", needs: typed | kv.FeatureBlocking, steps: []step{
 		x("RPUSH", "l", "a", "b"), x("BLPOP", "none", "l", "1"), x("BRPOP", "l", "1"), x("BLPOP", "l", "0.1"),

@@ -26,9 +26,9 @@ type env struct {
 	kind    string             // "redis" (passthrough), "embedded" or "cluster"
 	redis   *redistest.Server  // the upstream, for "redis"
 	cluster *redistest.Cluster // the upstream, for "cluster"
-	m     *app.Mecha
-	addr  string
-	port  string
+	m       *app.Mecha
+	addr    string
+	port    string
 }
 
 // backendKinds are the backends every client test runs against.
