@@ -8,8 +8,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -341,21 +342,20 @@ func (s *Store) snapshotLocked() []byte {
 	var out []byte
 	now := nowMS()
 	for db, d := range s.dbs {
-		if len(d.keys) == 0 {
+		if d.keys.len() == 0 {
 			continue
 		}
 		out = resp.AppendCommandStrings(out, "SELECT", strconv.Itoa(db))
-		keys := make([]string, 0, len(d.keys))
-		for k := range d.keys {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			e := d.keys[k]
-			if e.expireAt != 0 && e.expireAt <= now {
-				continue
+		entries := make([]*entry, 0, d.keys.len())
+		d.keys.each(func(e *entry) bool {
+			if e.expireAt == 0 || e.expireAt > now {
+				entries = append(entries, e)
 			}
-			out = appendKey(out, k, e)
+			return true
+		})
+		slices.SortFunc(entries, func(a, b *entry) int { return strings.Compare(a.keyString(), b.keyString()) })
+		for _, e := range entries {
+			out = appendKey(out, e)
 		}
 	}
 	if s.aof != nil {
@@ -365,8 +365,8 @@ func (s *Store) snapshotLocked() []byte {
 }
 
 // appendKey writes the commands that recreate one key.
-func appendKey(out []byte, k string, e *entry) []byte {
-	key := []byte(k)
+func appendKey(out []byte, e *entry) []byte {
+	key := e.keyBytes()
 	const chunk = 64
 	emit := func(name string, items [][]byte) {
 		for len(items) > 0 {
@@ -379,16 +379,16 @@ func appendKey(out []byte, k string, e *entry) []byte {
 	switch e.kind {
 	case kv.KindString:
 		if e.expireAt != 0 {
-			return resp.AppendCommand(out, []byte("SET"), key, e.str, []byte("PXAT"), []byte(strconv.FormatInt(e.expireAt, 10)))
+			return resp.AppendCommand(out, []byte("SET"), key, e.str(), []byte("PXAT"), []byte(strconv.FormatInt(e.expireAt, 10)))
 		}
-		return resp.AppendCommand(out, []byte("SET"), key, e.str)
+		return resp.AppendCommand(out, []byte("SET"), key, e.str())
 	case kv.KindList:
 		var items [][]byte
-		e.obj.List.Each(0, e.obj.List.Len()-1, func(_ int, v []byte) bool { items = append(items, v); return true })
+		e.obj().List.Each(0, e.obj().List.Len()-1, func(_ int, v []byte) bool { items = append(items, v); return true })
 		emit("RPUSH", items)
 	case kv.KindHash:
 		var items [][]byte
-		for f, v := range e.obj.Hash {
+		for f, v := range e.obj().Hash {
 			items = append(items, []byte(f), v)
 		}
 		for len(items) > 0 {
@@ -398,13 +398,13 @@ func appendKey(out []byte, k string, e *entry) []byte {
 		}
 	case kv.KindSet:
 		var items [][]byte
-		for m := range e.obj.Set {
+		for m := range e.obj().Set {
 			items = append(items, []byte(m))
 		}
 		emit("SADD", items)
 	case kv.KindZSet:
 		var items [][]byte
-		e.obj.ZSet.Each(func(z kv.Entry) bool {
+		e.obj().ZSet.Each(func(z kv.Entry) bool {
 			items = append(items, []byte(formatScore(z.Score)), []byte(z.Member))
 			return true
 		})

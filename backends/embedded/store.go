@@ -109,21 +109,8 @@ type watch struct {
 
 // database is one of the store's logical databases.
 type database struct {
-	keys     map[string]*entry
-	volatile map[string]*entry // keys with an expiry
-	// slots give SCAN stable cursors: a key keeps its slot while it lives.
-	slots []string
-	free  []int32
-}
-
-// entry is one key's value. Strings are kept without a kv.Value around
-// them, to keep a key small.
-type entry struct {
-	str      []byte
-	obj      *kv.Value
-	expireAt int64 // Unix milliseconds; 0 without expiry
-	slot     int32
-	kind     kv.Kind
+	keys     *dict
+	volatile map[*entry]struct{} // keys with an expiry
 }
 
 var (
@@ -156,7 +143,7 @@ func New(cfg *Config, env backends.Env) (*Store, error) {
 }
 
 func newDatabase() *database {
-	return &database{keys: map[string]*entry{}, volatile: map[string]*entry{}}
+	return &database{keys: newDict(), volatile: map[*entry]struct{}{}}
 }
 
 // Start loads the log and starts expiring keys.
@@ -242,51 +229,40 @@ func nowMS() int64 { return time.Now().UnixMilli() }
 
 // lookup returns the live entry at key, expiring it if its time passed.
 func (t *tx) lookup(key []byte) *entry {
-	d := t.s.dbs[t.db]
-	e := d.keys[string(key)]
+	e := t.s.dbs[t.db].keys.find(key)
 	if e == nil {
 		return nil
 	}
 	if e.expireAt != 0 && e.expireAt <= t.nowMillis() {
-		t.s.expireKey(t.db, string(key), e, t)
+		t.s.expireKey(t.db, e, t)
 		return nil
 	}
 	return e
 }
 
 // expireKey removes an expired key, as Redis does when it notices.
-func (s *Store) expireKey(db int, key string, e *entry, t *tx) {
-	s.removeEntry(db, key, e)
+func (s *Store) expireKey(db int, e *entry, t *tx) {
+	s.removeEntry(db, e)
 	s.expired.Inc()
-	t.changedKey(db, key)
+	t.changedKey(db, e.keyString())
 	// The log shows the deletion, as Redis' does: replayed later, the
 	// key's time may not have passed yet on a clock that differs.
-	t.propagateTo(db, []byte("DEL"), []byte(key))
+	t.propagateTo(db, []byte("DEL"), e.keyBytes())
 }
 
-func (s *Store) removeEntry(db int, key string, e *entry) {
+func (s *Store) removeEntry(db int, e *entry) {
 	d := s.dbs[db]
-	delete(d.keys, key)
+	d.keys.remove(e)
 	if e.expireAt != 0 {
-		delete(d.volatile, key)
+		delete(d.volatile, e)
 	}
-	d.slots[e.slot] = ""
-	d.free = append(d.free, e.slot)
 }
 
-func (s *Store) addEntry(db int, key string, e *entry) {
+func (s *Store) addEntry(db int, e *entry) {
 	d := s.dbs[db]
-	if n := len(d.free); n > 0 {
-		e.slot = d.free[n-1]
-		d.free = d.free[:n-1]
-		d.slots[e.slot] = key
-	} else {
-		e.slot = int32(len(d.slots))
-		d.slots = append(d.slots, key)
-	}
-	d.keys[key] = e
+	d.keys.add(e)
 	if e.expireAt != 0 {
-		d.volatile[key] = e
+		d.volatile[e] = struct{}{}
 	}
 }
 
@@ -298,6 +274,22 @@ func (s *Store) touchWatched(db int, key string) {
 	if w := s.watched[kv.DBKey{DB: db, Key: key}]; w != nil {
 		s.clock++
 		w.version = s.clock
+	}
+}
+
+// touchWatchedIn bumps the versions of the keys watched in db that db
+// holds, or that other (the database db is swapped with) holds: FLUSHDB
+// and SWAPDB change them, as Redis' touchAllWatchedKeysInDb.
+func (s *Store) touchWatchedIn(db int, other *database) {
+	for k, w := range s.watched {
+		if k.DB != db {
+			continue
+		}
+		key := []byte(k.Key)
+		if s.dbs[db].keys.find(key) != nil || (other != nil && other.keys.find(key) != nil) {
+			s.clock++
+			w.version = s.clock
+		}
 	}
 }
 
@@ -330,6 +322,9 @@ func (s *Store) expireSample(db int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.dbs[db]
+	// Background work keeps a dict that commands leave alone from
+	// holding two tables.
+	d.keys.rehashFor(1000)
 	if len(d.volatile) == 0 {
 		return 0
 	}
@@ -337,12 +332,12 @@ func (s *Store) expireSample(db int) int {
 	n, expired := 0, 0
 	t := &s.tx
 	t.begin(db, true)
-	for k, e := range d.volatile {
+	for e := range d.volatile {
 		if n++; n > 20 {
 			break
 		}
 		if e.expireAt <= now {
-			s.expireKey(db, k, e, t)
+			s.expireKey(db, e, t)
 			expired++
 		}
 	}
@@ -378,10 +373,10 @@ func (s *Store) Stats(ctx context.Context) kv.Stats {
 	}
 	now := nowMS()
 	for i, d := range s.dbs {
-		st.Keys[i] = len(d.keys)
+		st.Keys[i] = d.keys.len()
 		st.Expires[i] = len(d.volatile)
 		var sum, n int64
-		for _, e := range d.volatile {
+		for e := range d.volatile {
 			if n++; n > 100 {
 				break
 			}
@@ -400,7 +395,7 @@ func (s *Store) CollectMetrics(w *metrics.Writer) {
 	s.mu.Lock()
 	keys := 0
 	for _, d := range s.dbs {
-		keys += len(d.keys)
+		keys += d.keys.len()
 	}
 	var logBytes int64
 	if s.aof != nil {

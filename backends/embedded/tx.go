@@ -19,6 +19,7 @@ type tx struct {
 	// commands never look at the clock.
 	now        time.Time
 	changed    []kv.DBKey
+	scanBuf    []*entry
 	propagated []byte
 	propCount  int // commands in propagated, SELECTs aside
 }
@@ -77,7 +78,7 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 	if e.kind != kv.KindString {
 		return nil, kv.ErrWrongType
 	}
-	return e.str, nil
+	return e.str(), nil
 }
 
 func (t *tx) Set(key, value []byte, o kv.SetOptions) (kv.SetResult, error) {
@@ -89,32 +90,26 @@ func (t *tx) Set(key, value []byte, o kv.SetOptions) (kv.SetResult, error) {
 			if e.kind != kv.KindString {
 				return r, kv.ErrWrongType
 			}
-			r.Old = e.str
+			r.Old = e.str()
 		}
 	}
 	if (o.NX && e != nil) || (o.XX && e == nil) {
 		return r, nil
 	}
-	k := string(key)
-	val := bytes.Clone(value)
-	if val == nil {
-		val = []byte{}
-	}
 	if e != nil {
-		// Replace in place: the key keeps its slot.
-		e.str, e.obj, e.kind = val, nil, kv.KindString
+		// Replace in place: the key keeps its bucket.
+		e.setStr(value)
 		if !o.KeepTTL {
-			t.setExpire(k, e, msOf(o.ExpireAt))
+			t.setExpire(e, msOf(o.ExpireAt))
 		}
 	} else {
-		e = &entry{str: val, kind: kv.KindString}
-		k = string(key)
-		t.s.addEntry(t.db, k, e)
+		e = newStringEntry(key, value)
+		t.s.addEntry(t.db, e)
 		if !o.ExpireAt.IsZero() {
-			t.setExpire(k, e, msOf(o.ExpireAt))
+			t.setExpire(e, msOf(o.ExpireAt))
 		}
 	}
-	t.changedKey(t.db, k)
+	t.changedKey(t.db, e.keyString())
 	r.Done = true
 	return r, nil
 }
@@ -131,14 +126,14 @@ func msOf(at time.Time) int64 {
 }
 
 // setExpire sets an entry's expiry (0: none).
-func (t *tx) setExpire(key string, e *entry, at int64) {
+func (t *tx) setExpire(e *entry, at int64) {
 	d := t.s.dbs[t.db]
 	if at == 0 {
 		if e.expireAt != 0 {
-			delete(d.volatile, key)
+			delete(d.volatile, e)
 		}
 	} else if e.expireAt == 0 {
-		d.volatile[key] = e
+		d.volatile[e] = struct{}{}
 	}
 	e.expireAt = at
 }
@@ -150,7 +145,7 @@ func (t *tx) IncrBy(key []byte, delta int64) (int64, error) {
 		if e.kind != kv.KindString {
 			return 0, kv.ErrWrongType
 		}
-		n, err := parseInt64(e.str)
+		n, err := parseInt64(e.str())
 		if err != nil {
 			return 0, kv.ErrNotInteger
 		}
@@ -160,14 +155,15 @@ func (t *tx) IncrBy(key []byte, delta int64) (int64, error) {
 		return 0, kv.ErrOverflow
 	}
 	cur += delta
-	val := strconv.AppendInt(nil, cur, 10)
-	k := string(key)
+	var buf [20]byte
+	val := strconv.AppendInt(buf[:0], cur, 10)
 	if e != nil {
-		e.str = val
+		e.setStr(val)
 	} else {
-		t.s.addEntry(t.db, k, &entry{str: val, kind: kv.KindString})
+		e = newStringEntry(key, val)
+		t.s.addEntry(t.db, e)
 	}
-	t.changedKey(t.db, k)
+	t.changedKey(t.db, e.keyString())
 	return cur, nil
 }
 
@@ -186,29 +182,24 @@ func parseInt64(b []byte) (int64, error) {
 
 func (t *tx) Append(key, value []byte) (int64, error) {
 	e := t.lookup(key)
-	k := string(key)
 	if e == nil {
-		t.s.addEntry(t.db, k, &entry{str: bytes.Clone(value), kind: kv.KindString})
-		t.changedKey(t.db, k)
-		return int64(len(value)), nil
-	}
-	if e.kind != kv.KindString {
+		e = newStringEntry(key, value)
+		t.s.addEntry(t.db, e)
+	} else if e.kind != kv.KindString {
 		return 0, kv.ErrWrongType
+	} else {
+		e.appendStr(value)
 	}
-	// Appending into spare capacity leaves the bytes others may hold (the
-	// old length) untouched.
-	e.str = append(e.str, value...)
-	t.changedKey(t.db, k)
-	return int64(len(e.str)), nil
+	t.changedKey(t.db, e.keyString())
+	return int64(e.vlen), nil
 }
 
 func (t *tx) Delete(keys ...[]byte) (int, error) {
 	n := 0
 	for _, key := range keys {
 		if e := t.lookup(key); e != nil {
-			k := string(key)
-			t.s.removeEntry(t.db, k, e)
-			t.changedKey(t.db, k)
+			t.s.removeEntry(t.db, e)
+			t.changedKey(t.db, e.keyString())
 			n++
 		}
 	}
@@ -250,18 +241,17 @@ func (t *tx) Expire(key []byte, at time.Time, cond kv.ExpireCond) (bool, error) 
 			return false, nil
 		}
 	}
-	k := string(key)
 	if ms != 0 && ms <= t.nowMillis() {
 		// A time in the past deletes the key, as Redis does.
-		t.s.removeEntry(t.db, k, e)
-		t.changedKey(t.db, k)
+		t.s.removeEntry(t.db, e)
+		t.changedKey(t.db, e.keyString())
 		return true, nil
 	}
 	if ms == 0 && e.expireAt == 0 {
 		return false, nil
 	}
-	t.setExpire(k, e, ms)
-	t.changedKey(t.db, k)
+	t.setExpire(e, ms)
+	t.changedKey(t.db, e.keyString())
 	return true, nil
 }
 
@@ -277,10 +267,7 @@ func (t *tx) TTL(key []byte) (time.Time, error) {
 }
 
 func (t *tx) Flush() error {
-	d := t.s.dbs[t.db]
-	for k := range d.keys {
-		t.s.touchWatched(t.db, k)
-	}
+	t.s.touchWatchedIn(t.db, nil)
 	t.s.dbs[t.db] = newDatabase()
 	t.changed = append(t.changed, kv.DBKey{DB: t.db})
 	return nil
@@ -302,42 +289,42 @@ func (t *tx) Value(key []byte) *kv.Value {
 	if e == nil {
 		return nil
 	}
-	if e.kind == kv.KindString {
-		return &kv.Value{Kind: kv.KindString, Str: e.str}
-	}
-	return e.obj
+	return e.value()
 }
 
 func (t *tx) Put(key []byte, v *kv.Value, keepTTL bool) {
 	e := t.lookup(key)
-	k := string(key)
-	if e == nil {
-		e = &entry{}
-		t.s.addEntry(t.db, k, e)
-	} else if !keepTTL {
-		t.setExpire(k, e, 0)
-	}
-	e.kind = v.Kind
-	if v.Kind == kv.KindString {
-		e.str, e.obj = v.Str, nil
-	} else {
-		e.str, e.obj = nil, v
+	switch {
+	case e == nil && v.Kind == kv.KindString:
+		e = newStringEntry(key, v.Str)
+		t.s.addEntry(t.db, e)
+	case e == nil:
+		e = newEntry(key)
+		e.setObj(v)
+		t.s.addEntry(t.db, e)
+	default:
+		if !keepTTL {
+			t.setExpire(e, 0)
+		}
+		if v.Kind == kv.KindString {
+			e.setStr(v.Str)
+		} else {
+			e.setObj(v)
+		}
 	}
 	// An empty collection stays until Changed: callers create one and
 	// then fill it.
-	t.changedKey(t.db, k)
+	t.changedKey(t.db, e.keyString())
 }
 
 func (t *tx) Changed(key []byte) {
-	d := t.s.dbs[t.db]
-	k := string(key)
-	e := d.keys[k]
+	e := t.s.dbs[t.db].keys.find(key)
 	if e == nil {
 		return
 	}
-	t.changedKey(t.db, k)
-	if e.kind != kv.KindString && e.obj.Len() == 0 {
-		t.s.removeEntry(t.db, k, e)
+	t.changedKey(t.db, e.keyString())
+	if e.kind != kv.KindString && e.obj().Len() == 0 {
+		t.s.removeEntry(t.db, e)
 	}
 }
 
@@ -349,16 +336,14 @@ func (t *tx) Rename(src, dst []byte) error {
 	if bytes.Equal(src, dst) {
 		return nil
 	}
-	s, d := string(src), string(dst)
 	if old := t.lookup(dst); old != nil {
-		t.s.removeEntry(t.db, d, old)
+		t.s.removeEntry(t.db, old)
 	}
-	expireAt := e.expireAt
-	t.s.removeEntry(t.db, s, e)
-	e.expireAt = expireAt
-	t.s.addEntry(t.db, d, e)
-	t.changedKey(t.db, s)
-	t.changedKey(t.db, d)
+	t.s.removeEntry(t.db, e)
+	e.rekey(dst)
+	t.s.addEntry(t.db, e)
+	t.changedKey(t.db, string(src))
+	t.changedKey(t.db, e.keyString())
 	return nil
 }
 
@@ -370,21 +355,23 @@ func (t *tx) CopyTo(key []byte, db int, dst []byte, replace bool) (bool, error) 
 	src := t.db
 	t.db = db
 	old := t.lookup(dst)
+	t.db = src
 	if old != nil && !replace {
-		t.db = src
 		return false, nil
 	}
-	d := string(dst)
 	if old != nil {
-		t.s.removeEntry(db, d, old)
+		t.s.removeEntry(db, old)
 	}
-	c := &entry{kind: e.kind, expireAt: e.expireAt, str: e.str}
-	if e.obj != nil {
-		c.obj = cloneValue(e.obj)
+	var c *entry
+	if e.kind == kv.KindString {
+		c = newStringEntry(dst, e.str())
+	} else {
+		c = newEntry(dst)
+		c.setObj(cloneValue(e.obj()))
 	}
-	t.s.addEntry(db, d, c)
-	t.changedKey(db, d)
-	t.db = src
+	c.expireAt = e.expireAt
+	t.s.addEntry(db, c)
+	t.changedKey(db, c.keyString())
 	return true, nil
 }
 
@@ -400,13 +387,10 @@ func (t *tx) MoveTo(key []byte, db int) (bool, error) {
 	if exists {
 		return false, nil
 	}
-	k := string(key)
-	expireAt := e.expireAt
-	t.s.removeEntry(src, k, e)
-	e.expireAt = expireAt
-	t.s.addEntry(db, k, e)
-	t.changedKey(src, k)
-	t.changedKey(db, k)
+	t.s.removeEntry(src, e)
+	t.s.addEntry(db, e)
+	t.changedKey(src, e.keyString())
+	t.changedKey(db, e.keyString())
 	return true, nil
 }
 
@@ -430,59 +414,54 @@ func cloneValue(v *kv.Value) *kv.Value {
 	return c
 }
 
+// Scan visits the keys of the dict buckets at cursor, and of the next
+// ones until count keys or 10×count buckets, as Redis' SCAN does.
 func (t *tx) Scan(cursor uint64, count int, visit func(key []byte, v *kv.Value)) uint64 {
-	d := t.s.dbs[t.db]
-	i := int(cursor)
-	seen := 0
-	for ; i < len(d.slots) && seen < count; i++ {
-		k := d.slots[i]
-		if k == "" {
+	d := t.s.dbs[t.db].keys
+	batch := t.scanBuf[:0]
+	for budget := 10 * max(count, 1); ; budget-- {
+		batch, cursor = d.scan(cursor, batch)
+		if cursor == 0 || budget <= 1 || len(batch) >= count {
+			break
+		}
+	}
+	// The buckets are read before any key is expired: expiring unlinks.
+	for _, e := range batch {
+		if e.expireAt != 0 && e.expireAt <= t.nowMillis() {
+			t.s.expireKey(t.db, e, t)
 			continue
 		}
-		seen++
-		if e := t.lookup([]byte(k)); e != nil {
-			visit([]byte(k), t.valueOf(e))
-		}
+		visit(e.keyBytes(), e.value())
 	}
-	if i >= len(d.slots) {
-		return 0
-	}
-	return uint64(i)
-}
-
-func (t *tx) valueOf(e *entry) *kv.Value {
-	if e.kind == kv.KindString {
-		return &kv.Value{Kind: kv.KindString, Str: e.str}
-	}
-	return e.obj
+	clear(batch)
+	t.scanBuf = batch[:0]
+	return cursor
 }
 
 func (t *tx) RandomKey() []byte {
-	d := t.s.dbs[t.db]
-	for tries := 0; tries < 100 && len(d.keys) > 0; tries++ {
-		// Go's map iteration starts at a random place.
-		for k, e := range d.keys {
-			if e.expireAt != 0 && e.expireAt <= t.nowMillis() {
-				t.s.expireKey(t.db, k, e, t)
-				break
-			}
-			return []byte(k)
+	d := t.s.dbs[t.db].keys
+	for tries := 0; tries < 100; tries++ {
+		e := d.random(randIntN)
+		if e == nil {
+			return nil
 		}
+		if e.expireAt != 0 && e.expireAt <= t.nowMillis() {
+			t.s.expireKey(t.db, e, t)
+			continue
+		}
+		return e.keyBytes()
 	}
 	return nil
 }
 
-func (t *tx) Size() int { return len(t.s.dbs[t.db].keys) }
+func (t *tx) Size() int { return t.s.dbs[t.db].keys.len() }
 
 func (t *tx) SwapDB(a, b int) error {
 	if a < 0 || b < 0 || a >= len(t.s.dbs) || b >= len(t.s.dbs) {
 		return errors.New("ERR DB index is out of range")
 	}
-	for _, db := range []int{a, b} {
-		for k := range t.s.dbs[db].keys {
-			t.s.touchWatched(db, k)
-		}
-	}
+	t.s.touchWatchedIn(a, t.s.dbs[b])
+	t.s.touchWatchedIn(b, t.s.dbs[a])
 	t.s.dbs[a], t.s.dbs[b] = t.s.dbs[b], t.s.dbs[a]
 	t.changed = append(t.changed, kv.DBKey{DB: a}, kv.DBKey{DB: b})
 	return nil
