@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ type aof struct {
 
 	// under the store's mutex
 	buf         []byte
+	spare       []byte // the buffer last written, for reuse
 	lastDB      int
 	size        int64 // bytes in the file plus buf
 	baseSize    int64 // size after the last rewrite
@@ -215,6 +217,10 @@ func (a *aof) loop() {
 		case <-a.stop:
 			return
 		case <-a.kick:
+			// Let the connections that are ready run first, so that
+			// their records leave in this write rather than one write
+			// each (Redis writes its log once per event-loop turn).
+			runtime.Gosched()
 			a.flush(false)
 		case <-t.C:
 			a.flush(a.s.cfg.Fsync == "everysec")
@@ -228,7 +234,8 @@ func (a *aof) flush(sync bool) {
 	defer a.wmu.Unlock()
 	a.s.mu.Lock()
 	buf := a.buf
-	a.buf = nil
+	a.buf = a.spare[:0]
+	a.spare = nil
 	seq := a.seq
 	f := a.f
 	a.s.mu.Unlock()
@@ -238,6 +245,11 @@ func (a *aof) flush(sync bool) {
 			a.s.log.Error("writing the log failed; writes are no longer durable", "path", a.path, "err", err)
 			a.s.health.Set(backends.StateDown, "log write failed: "+err.Error())
 		}
+	}
+	if cap(buf) <= 1<<20 {
+		a.s.mu.Lock()
+		a.spare = buf[:0]
+		a.s.mu.Unlock()
 	}
 	if sync && a.synced < seq {
 		if err := f.Sync(); err != nil && a.err == nil {
