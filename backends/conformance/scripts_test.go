@@ -223,6 +223,14 @@ var scripts = []script{
 		x("HSET", "h", "f", "v"), x("OBJECT", "ENCODING", "h"), x("ZADD", "z", "1", "a"), x("OBJECT", "ENCODING", "z"),
 		x("OBJECT", "ENCODING", "missing"), x("OBJECT", "FOO", "x"), x("OBJECT", "ENCODING"),
 	}},
+	// Parameters clients and test harnesses set; each is put back to its
+	// default at the end, for the scripts that follow.
+	{name: "config", needs: typed, steps: []step{
+		x("CONFIG", "SET", "maxmemory-policy", "allkeys-lru"), x("CONFIG", "GET", "maxmemory-policy"),
+		x("CONFIG", "SET", "maxmemory-policy", "noeviction"), x("CONFIG", "GET", "maxmemory-policy"),
+		x("CONFIG", "SET", "hz", "10"), x("CONFIG", "GET", "hz"), x("CONFIG", "SET", "appendfsync", "sometimes"),
+		x("CONFIG", "SET", "appendfsync", "everysec"), x("CONFIG", "GET", "appendfsync"), x("CONFIG", "GET", "nosuchparameter"),
+	}},
 	{name: "errors", steps: []step{
 		x("GET"), x("SET", "k"), x("NOSUCH", "a", "b"), x("OBJECT"), x("PING", "a", "b"), x("ECHO"),
 	}},

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,8 +84,14 @@ func (s *Store) ConfigGet(match func(string) bool) [][2]string {
 		{"maxmemory-policy", "noeviction"},
 	}
 	s.mu.Lock()
+	// A value set with CONFIG SET replaces the default, once.
 	for k, v := range s.extraConfig {
-		params = append(params, [2]string{k, v})
+		i := slices.IndexFunc(params, func(p [2]string) bool { return p[0] == k })
+		if i >= 0 {
+			params[i][1] = v
+		} else {
+			params = append(params, [2]string{k, v})
+		}
 	}
 	s.mu.Unlock()
 	var out [][2]string
@@ -119,7 +126,7 @@ func (s *Store) ConfigSet(name, value string) (bool, error) {
 			s.mu.Unlock()
 			return true, nil
 		}
-		return true, errors.New("argument(s) must be one of the following: always, everysec, no")
+		return true, errors.New("argument(s) must be one of the following: everysec, always, no")
 	case "auto-aof-rewrite-percentage":
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 0 {
