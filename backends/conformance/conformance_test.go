@@ -113,6 +113,9 @@ backends:
 		// users write multi-key commands: all of them run.
 		{name: "redis-cluster {tag}", addr: apptest.Addr(t, m, "cluster"), features: all &^ kv.FeatureMultiDB, tag: "{t}"},
 	}
+	for _, name := range randomScripts {
+		targets[3].differs[name] = crossSlot + " (the random scripts' MGET, RENAME, SINTER ... over keys in several slots)"
+	}
 	return reference.Addr(), targets
 }
 

@@ -223,6 +223,18 @@ var scripts = []script{
 		x("HSET", "h", "f", "v"), x("OBJECT", "ENCODING", "h"), x("ZADD", "z", "1", "a"), x("OBJECT", "ENCODING", "z"),
 		x("OBJECT", "ENCODING", "missing"), x("OBJECT", "FOO", "x"), x("OBJECT", "ENCODING"),
 	}},
+	// Index ranges past either end: lists and sorted sets make a range
+	// whose end is before the first element empty; GETRANGE takes its
+	// first byte.
+	{name: "range-edges", needs: typed | ranges, steps: []step{
+		x("RPUSH", "l", "a"), x("LRANGE", "l", "0", "-2"), x("LRANGE", "l", "-5", "-3"), x("LRANGE", "l", "0", "0"),
+		x("RPUSH", "l", "b", "c"), x("LRANGE", "l", "1", "-5"), x("LRANGE", "l", "-100", "100"), x("LRANGE", "l", "5", "10"),
+		x("ZADD", "z", "1", "a", "2", "b", "3", "c"), x("ZRANGE", "z", "0", "-5"), x("ZRANGE", "z", "-5", "-3"),
+		x("ZRANGE", "z", "2", "-1", "REV"), x("ZREMRANGEBYRANK", "z", "0", "-4"), x("ZCARD", "z"),
+		x("LTRIM", "l", "0", "-4"), x("EXISTS", "l"), x("RPUSH", "l", "a", "b"), x("LTRIM", "l", "-10", "-2"), x("LRANGE", "l", "0", "-1"),
+		x("SET", "s", "Hello"), x("GETRANGE", "s", "0", "-10"), x("GETRANGE", "s", "-3", "-20"), x("GETRANGE", "s", "-20", "-10"),
+		x("GETRANGE", "s", "2", "-10"), x("GETRANGE", "s", "-1", "-5"), x("GETRANGE", "s", "3", "100"),
+	}},
 	// Parameters clients and test harnesses set; each is put back to its
 	// default at the end, for the scripts that follow.
 	{name: "config", needs: typed, steps: []step{

@@ -221,15 +221,16 @@ func cmdSMove(c *call) {
 	if !ok {
 		return
 	}
+	if src == nil {
+		// Before the destination's type is checked, as in Redis.
+		c.int(0)
+		return
+	}
 	dst, ok := c.set(c.args[2])
 	if !ok {
 		return
 	}
 	m := string(c.args[3])
-	if src == nil {
-		c.int(0)
-		return
-	}
 	if _, exists := src.Set[m]; !exists {
 		c.int(0)
 		return

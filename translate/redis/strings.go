@@ -482,8 +482,10 @@ func cmdStrlen(c *call) {
 	}
 }
 
-// rangeIndexes turns Redis' start/end (negative from the end) into a
-// slice of a length-n sequence; ok false means empty.
+// rangeIndexes turns the start/end of LRANGE, LTRIM, ZRANGE and
+// ZREMRANGEBYRANK (negative from the end) into a slice of a length-n
+// sequence; ok false means empty. An end still negative once counted
+// from the end makes the range empty.
 func rangeIndexes(start, end, n int64) (int64, int64, bool) {
 	if start < 0 {
 		start += n
@@ -491,19 +493,20 @@ func rangeIndexes(start, end, n int64) (int64, int64, bool) {
 	if end < 0 {
 		end += n
 	}
-	if start < 0 {
-		start = 0
-	}
-	if end < 0 {
-		end = 0
-	}
-	if end >= n {
-		end = n - 1
-	}
-	if start > end || n == 0 {
+	start = max(start, 0)
+	if start > end || start >= n {
 		return 0, 0, false
 	}
-	return start, end, true
+	return start, min(end, n-1), true
+}
+
+// strRangeIndexes is rangeIndexes for GETRANGE, which (unlike the others)
+// takes an end before the start of the string as its first byte.
+func strRangeIndexes(start, end, n int64) (int64, int64, bool) {
+	if end < 0 && end+n < 0 {
+		end = -n
+	}
+	return rangeIndexes(start, end, n)
 }
 
 func cmdGetRange(c *call) {
@@ -529,7 +532,7 @@ func cmdGetRange(c *call) {
 		c.bulkStr("")
 		return
 	}
-	s, e, ok := rangeIndexes(start, end, int64(len(v)))
+	s, e, ok := strRangeIndexes(start, end, int64(len(v)))
 	if !ok {
 		c.bulkStr("")
 		return
