@@ -27,6 +27,7 @@ func init() {
 		}{
 			{"random-strings", 0, randomString},
 			{"random-typed", typed, randomTyped},
+			{"random-more", typed | ranges, randomMore},
 		} {
 			r := rand.New(rand.NewPCG(uint64(i), 7))
 			sc := script{name: fmt.Sprintf("%s-%d", g.name, i), needs: g.needs}
@@ -204,5 +205,95 @@ func randomTyped(r *rand.Rand) step {
 		return x("EXISTS", k, rKey(r))
 	default:
 		return randomString(r)
+	}
+}
+
+// randomMore draws the rest: string ranges and bits, floats, and the
+// less common list, hash, set and sorted-set commands.
+func randomMore(r *rand.Rand) step {
+	k := rKey(r)
+	m := func() string { return pick(r, rMembers...) }
+	lex := func() string { return pick(r, "-", "+", "[m2", "(m3", "[", "(m5") }
+	score := func() string { return pick(r, "-inf", "+inf", "0", "(1", "2", "(3.5", "1e1") }
+	switch r.IntN(37) {
+	case 0:
+		return x("SETRANGE", k, rInt(r, 0, 12), rValue(r))
+	case 1:
+		return x("GETRANGE", k, rInt(r, -8, 4), rInt(r, -8, 8))
+	case 2:
+		return x("SETBIT", k, rInt(r, 0, 40), pick(r, "0", "1"))
+	case 3:
+		return x("GETBIT", k, rInt(r, 0, 40))
+	case 4:
+		return x("BITCOUNT", k, rInt(r, -3, 2), rInt(r, -2, 5), pick(r, "BYTE", "BIT"))
+	case 5:
+		return x("BITPOS", k, pick(r, "0", "1"), rInt(r, -2, 2))
+	case 6:
+		return x("BITOP", pick(r, "AND", "OR", "XOR"), k, rKey(r), rKey(r))
+	case 7:
+		return x("INCRBYFLOAT", k, pick(r, "1.5", "-0.25", "1e3", "3", "x", "0.1"))
+	case 8:
+		return x("HINCRBYFLOAT", k, m(), pick(r, "1.5", "-2", "1e-2", "x"))
+	case 9:
+		return x("HMGET", k, m(), m())
+	case 10:
+		return x("HSETNX", k, m(), rValue(r))
+	case 11:
+		return x("HSTRLEN", k, m())
+	case 12:
+		return s(unordered, "HVALS", k)
+	case 13:
+		return x("LINDEX", k, rInt(r, -3, 3))
+	case 14:
+		return x(pick(r, "LPUSHX", "RPUSHX"), k, m())
+	case 15:
+		return x("LMPOP", "2", k, rKey(r), pick(r, "LEFT", "RIGHT"), "COUNT", rInt(r, 1, 3))
+	case 16:
+		return x("RPOPLPUSH", k, rKey(r))
+	case 17:
+		return x("SMISMEMBER", k, m(), m())
+	case 18:
+		return x("SINTERCARD", "2", k, rKey(r), "LIMIT", rInt(r, 0, 3))
+	case 19:
+		return x("SADD", k, m(), m(), m())
+	case 20:
+		return x("ZADD", k, rInt(r, 0, 3), m(), rInt(r, 0, 3), m())
+	case 21:
+		return x("ZADD", k, "INCR", pick(r, "1", "-1", "0.5"), m())
+	case 22:
+		return x("ZRANGEBYLEX", "lex", lex(), lex())
+	case 23:
+		return x("ZLEXCOUNT", "lex", lex(), lex())
+	case 24:
+		return x("ZCOUNT", k, score(), score())
+	case 25:
+		return x("ZREVRANGEBYSCORE", k, score(), score(), "WITHSCORES", "LIMIT", rInt(r, 0, 2), rInt(r, -1, 2))
+	case 26:
+		return x("ZMSCORE", k, m(), m())
+	case 27:
+		return x("ZPOPMAX", k, rInt(r, 1, 3))
+	case 28:
+		return x(pick(r, "ZDIFF", "ZINTER", "ZUNION"), "2", k, rKey(r), "WITHSCORES")
+	case 29:
+		return x("ZINTERCARD", "2", k, rKey(r))
+	case 30:
+		return x("ZMPOP", "2", k, rKey(r), pick(r, "MIN", "MAX"), "COUNT", rInt(r, 1, 2))
+	case 31:
+		if r.IntN(2) == 0 {
+			return x("ZREMRANGEBYSCORE", k, pick(r, "-inf", "(1"), pick(r, "+inf", "2"))
+		}
+		return x("ZREMRANGEBYLEX", "lex", lex(), lex())
+	case 32:
+		return x("ZRANGE", "lex", lex(), lex(), "BYLEX", "REV", "LIMIT", "0", rInt(r, -1, 2))
+	case 33:
+		return x("ZREVRANK", k, m())
+	case 34:
+		return x("GETEX", k, "PERSIST")
+	case 35:
+		// Lex ranges are defined only over equal scores: key "lex"
+		// holds members of score 0 only.
+		return x("ZADD", "lex", "0", m(), "0", m())
+	default:
+		return randomTyped(r)
 	}
 }

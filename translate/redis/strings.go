@@ -419,11 +419,7 @@ func cmdIncr(c *call) {
 }
 
 func cmdIncrByFloat(c *call) {
-	incr, ok := longDouble(c.args[2])
-	if !ok {
-		c.errorMsg(errNotFloat)
-		return
-	}
+	// Redis checks the key's type, then its value, then the increment.
 	cur := new(big.Float).SetPrec(64)
 	v, err := c.tx.Get(c.args[1])
 	switch err {
@@ -437,6 +433,11 @@ func cmdIncrByFloat(c *call) {
 	case kv.ErrNotFound:
 	default:
 		c.replyErr(err)
+		return
+	}
+	incr, ok := longDouble(c.args[2])
+	if !ok {
+		c.errorMsg(errNotFloat)
 		return
 	}
 	if incr.IsInf() {
