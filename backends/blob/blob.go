@@ -170,8 +170,11 @@ type PutOptions struct {
 	CacheControl       string
 	Expires            string
 	UserMeta           map[string]string
-	Checksums          map[string]string
-	Tags               map[string]string
+	// Checksums may gain entries while the body is read (a checksum sent
+	// in the trailer of an aws-chunked body is known at its end only):
+	// stores read it once the body has returned io.EOF.
+	Checksums map[string]string
+	Tags      map[string]string
 	// IfNoneMatch: only if no object exists (If-None-Match: *), else
 	// ErrPreconditionFailed. IfMatch: only if the object's ETag is this
 	// one. Both checked atomically with the write.

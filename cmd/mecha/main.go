@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	s3fe "github.com/mecha-gateway/mecha/frontends/s3"
 	"io"
 	"log/slog"
 	"os"
@@ -207,6 +208,24 @@ func loginHint(cfg *configs.Config, protocol, name string) string {
 			}
 		}
 		return "no password"
+	case "s3":
+		for _, n := range cfg.Frontends {
+			if v, _ := n.Scalar("name"); v == name {
+				c := s3fe.DefaultConfig()
+				if n.Decode(c) != nil {
+					return ""
+				}
+				hint := "access key " + c.Auth.AccessKey
+				if c.Auth.SecretKey == s3fe.DefaultConfig().Auth.SecretKey {
+					// The well-known default, as a fresh local install prints it.
+					hint += ", secret " + string(c.Auth.SecretKey)
+				}
+				if c.Auth.Anonymous {
+					hint += "; anonymous requests allowed"
+				}
+				return hint
+			}
+		}
 	}
 	return ""
 }

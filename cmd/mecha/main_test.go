@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,13 +227,14 @@ backends:
 }
 
 // TestRunDefaults starts Mecha without a configuration: the Redis frontend
-// on 6380 and the admin endpoint on 34999, both on 127.0.0.1. It is
-// skipped when those ports are taken (a developer's own Mecha, say).
+// on 6380, the S3 frontend on 9000 and the admin endpoint on 34999, all
+// on 127.0.0.1. It is skipped when those ports are taken (a developer's
+// own Mecha, say).
 func TestRunDefaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("binds default ports")
 	}
-	for _, port := range []int{6380, 34999} {
+	for _, port := range []int{6380, 9000, 34999} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			t.Skipf("port %d busy", port)
@@ -242,6 +245,9 @@ func TestRunDefaults(t *testing.T) {
 	line := p.waitLog(t, "listening")
 	if !strings.Contains(line, "addr=127.0.0.1:6380") || !strings.Contains(line, `login="no password"`) {
 		t.Fatalf("listening line: %s", line)
+	}
+	if line := p.waitLog(t, "frontend=s3"); !strings.Contains(line, "addr=127.0.0.1:9000") || !strings.Contains(line, "access key mecha, secret mecha-secret") {
+		t.Fatalf("S3 listening line: %s", line)
 	}
 	p.waitLog(t, "admin endpoint")
 	p.waitLog(t, "mecha ready")
@@ -254,6 +260,16 @@ func TestRunDefaults(t *testing.T) {
 	cl := redistest.Dial(t, "127.0.0.1:6380")
 	if r := cl.Do("SET", "k", "v"); r != "+OK\r\n" {
 		t.Fatalf("SET on the default store = %q", r)
+	}
+	// The S3 frontend answers on 9000, files under the data directory.
+	resp, err := http.Get("http://127.0.0.1:9000/")
+	if err != nil {
+		t.Fatalf("S3 endpoint: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(body), "<Code>AccessDenied</Code>") {
+		t.Fatalf("unsigned S3 request: %d %s", resp.StatusCode, body)
 	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	<-p.done

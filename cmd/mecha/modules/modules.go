@@ -5,8 +5,11 @@ package modules
 
 import (
 	_ "github.com/mecha-gateway/mecha/backends/embedded"
+	_ "github.com/mecha-gateway/mecha/backends/fs"
 	_ "github.com/mecha-gateway/mecha/backends/memcached"
+	_ "github.com/mecha-gateway/mecha/backends/memory"
 	_ "github.com/mecha-gateway/mecha/backends/redis"
 	_ "github.com/mecha-gateway/mecha/backends/rediscluster"
 	_ "github.com/mecha-gateway/mecha/frontends/redis"
+	_ "github.com/mecha-gateway/mecha/frontends/s3"
 )
