@@ -88,6 +88,13 @@ type Store interface {
 	ListMultipartUploads(ctx context.Context, bucket string, q UploadQuery) (*UploadListing, error)
 }
 
+// TagGetter is implemented by stores for which reading an object's tags
+// costs less than HeadObject's full Info (an upstream S3 reports only a
+// tag count on HEAD).
+type TagGetter interface {
+	GetTags(ctx context.Context, bucket, key string) (map[string]string, error)
+}
+
 // MinPartSize is the smallest a part may be, the last part aside.
 const MinPartSize = 5 << 20
 

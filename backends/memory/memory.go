@@ -41,15 +41,23 @@ type Config struct {
 	// progress, and bodies being received. A write that would pass it
 	// fails with XMechaStorageFull (HTTP 507). 0 means no cap.
 	MaxBytes configs.Size `yaml:"max_bytes"`
+	// MultipartMaxAge is how long an unfinished multipart upload is kept
+	// (its parts count against the cap); 0 keeps them until aborted.
+	MultipartMaxAge configs.Duration `yaml:"multipart_max_age"`
 }
 
-// DefaultConfig returns the defaults: a 256 MiB cap.
-func DefaultConfig() *Config { return &Config{MaxBytes: 256 << 20} }
+// DefaultConfig returns the defaults: a 256 MiB cap, uploads kept a day.
+func DefaultConfig() *Config {
+	return &Config{MaxBytes: 256 << 20, MultipartMaxAge: configs.Duration(24 * time.Hour)}
+}
 
 // Validate checks the values.
 func (c *Config) Validate() error {
 	if c.MaxBytes < 0 {
 		return configs.Errorf("max_bytes", "must not be negative (0: no cap)")
+	}
+	if c.MultipartMaxAge < 0 {
+		return configs.Errorf("multipart_max_age", "must not be negative (0: never expire)")
 	}
 	return nil
 }
@@ -82,6 +90,11 @@ type Store struct {
 	used atomic.Int64
 
 	puts, gets, deletes, full metrics.Counter
+	expiredUploads            metrics.Counter
+
+	maxAge time.Duration
+	stop   chan struct{}
+	done   sync.WaitGroup
 }
 
 type bucket struct {
@@ -127,21 +140,66 @@ func New(cfg *Config, env backends.Env) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("memory backend %s: %w", env.Name, err)
 	}
-	s := &Store{name: env.Name, log: env.Logger, max: int64(cfg.MaxBytes), buckets: map[string]*bucket{}}
+	s := &Store{name: env.Name, log: env.Logger, max: int64(cfg.MaxBytes), buckets: map[string]*bucket{},
+		maxAge: cfg.MultipartMaxAge.D(), stop: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	return s, nil
 }
 
-// Start reports the store UP: there is nothing to open.
+// Start reports the store UP (there is nothing to open) and starts
+// removing abandoned multipart uploads.
 func (s *Store) Start(ctx context.Context) error {
 	s.health.Set(backends.StateUp, "")
+	if s.maxAge > 0 {
+		s.done.Add(1)
+		go s.janitor(min(s.maxAge/4, time.Minute))
+	}
 	return nil
 }
 
-// Close drops every bucket and what it holds.
+// janitor removes, every interval, the uploads older than maxAge.
+func (s *Store) janitor(interval time.Duration) {
+	defer s.done.Done()
+	t := time.NewTicker(max(interval, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.expireUploads(time.Now().Add(-s.maxAge))
+		}
+	}
+}
+
+// expireUploads aborts the uploads initiated before cutoff.
+func (s *Store) expireUploads(cutoff time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.buckets {
+		for id, u := range b.uploads {
+			if u.initiated.Before(cutoff) {
+				for _, p := range u.parts {
+					s.release(p.Size)
+				}
+				delete(b.uploads, id)
+				s.uploads--
+				s.expiredUploads.Inc()
+			}
+		}
+	}
+}
+
+// Close stops the janitor and drops every bucket and what it holds.
 func (s *Store) Close() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.done.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, b := range s.buckets {
@@ -573,6 +631,7 @@ func (s *Store) CollectMetrics(w *metrics.Writer) {
 	w.Counter("mecha_memory_gets_total", "Objects opened for reading.", float64(s.gets.Load()), l)
 	w.Counter("mecha_memory_deletes_total", "Objects deleted.", float64(s.deletes.Load()), l)
 	w.Counter("mecha_memory_full_total", "Writes refused because the cap was reached.", float64(s.full.Load()), l)
+	w.Counter("mecha_memory_expired_uploads_total", "Multipart uploads removed for being older than multipart_max_age.", float64(s.expiredUploads.Load()), l)
 }
 
 // open returns a reader of bytes start to end (inclusive) of c.

@@ -2,14 +2,17 @@ package memory
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/backends/blob"
 	"github.com/mecha-gateway/mecha/backends/blob/blobtest"
 	"github.com/mecha-gateway/mecha/backends/metrics"
+	"github.com/mecha-gateway/mecha/configs"
 )
 
 func open(t *testing.T, maxBytes int64) *Store {
@@ -176,5 +179,52 @@ func TestHealthAndMetrics(t *testing.T) {
 	s.Close()
 	if s.Health().State != backends.StateDown {
 		t.Fatalf("after close: %v", s.Health())
+	}
+}
+
+// TestAbandonedUploadsExpire: an upload older than multipart_max_age is
+// removed with its parts, and their bytes no longer count.
+func TestAbandonedUploadsExpire(t *testing.T) {
+	s, err := New(&Config{MaxBytes: 1 << 20, MultipartMaxAge: configs.Duration(50 * time.Millisecond)}, backends.Env{Name: "mem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.CreateBucket(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.CreateMultipartUpload(ctx, "b", "k", blob.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UploadPart(ctx, "b", "k", id, 1, strings.NewReader("part data"), 9); err != nil {
+		t.Fatal(err)
+	}
+	if s.used.Load() != 9 {
+		t.Fatalf("used %d before expiry", s.used.Load())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := s.ListMultipartUploads(ctx, "b", blob.UploadQuery{MaxUploads: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Uploads) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned upload was never removed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := s.ListParts(ctx, "b", "k", id, 0, 1000); err != blob.ErrNoSuchUpload {
+		t.Fatalf("parts of an expired upload: %v", err)
+	}
+	if s.used.Load() != 0 || s.expiredUploads.Load() != 1 {
+		t.Fatalf("used %d, expired %d after expiry", s.used.Load(), s.expiredUploads.Load())
 	}
 }

@@ -1,20 +1,12 @@
 package redis_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
+	"github.com/mecha-gateway/mecha/configs/tlstest"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -160,27 +152,18 @@ func TestTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server")
 	}
-	dir := t.TempDir()
-	ca, caKey := makeCA(t)
-	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Raw)
-	for _, name := range []string{"redis", "mecha"} {
-		cert, key := makeCert(t, ca, caKey)
-		writePEM(t, filepath.Join(dir, name+".pem"), "CERTIFICATE", cert)
-		writePEM(t, filepath.Join(dir, name+"-key.pem"), "EC PRIVATE KEY", key)
-	}
+	certs := tlstest.Make(t, "redis", "mecha")
 	tlsPort := redistest.FreePort(t)
-	redistest.Start(t, "--tls-port", fmt.Sprint(tlsPort), "--tls-cert-file", filepath.Join(dir, "redis.pem"),
-		"--tls-key-file", filepath.Join(dir, "redis-key.pem"), "--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
+	redistest.Start(t, "--tls-port", fmt.Sprint(tlsPort), "--tls-cert-file", certs.Cert["redis"],
+		"--tls-key-file", certs.Key["redis"], "--tls-ca-cert-file", certs.CA,
 		"--tls-auth-clients", "no")
 	if !redistest.WaitPort(tlsPort, 5*time.Second) {
 		t.Fatal("redis TLS port not open")
 	}
 	_, addr := start(t, fmt.Sprintf("127.0.0.1:%d", tlsPort),
-		fmt.Sprintf(", tls: {ca_file: %q, server_name: localhost}", filepath.Join(dir, "ca.pem")),
-		fmt.Sprintf(", tls: {cert_file: %q, key_file: %q}", filepath.Join(dir, "mecha.pem"), filepath.Join(dir, "mecha-key.pem")))
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		fmt.Sprintf(", tls: {ca_file: %q, server_name: localhost}", certs.CA),
+		fmt.Sprintf(", tls: {cert_file: %q, key_file: %q}", certs.Cert["mecha"], certs.Key["mecha"]))
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: certs.Pool, ServerName: "localhost"})
 	if err != nil {
 		t.Fatalf("TLS dial to mecha: %v", err)
 	}
@@ -209,51 +192,5 @@ func TestTLS(t *testing.T) {
 		if n, _ := plain.Read(buf); n > 0 && strings.Contains(string(buf[:n]), "PONG") {
 			t.Fatal("TLS frontend answered plain text")
 		}
-	}
-}
-
-func makeCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mecha test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	return ca, key
-}
-
-func makeCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey) ([]byte, []byte) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der, kb
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -31,7 +31,10 @@ type env struct {
 }
 
 // start runs Mecha with an S3 frontend on a backend of kind.
-func start(t *testing.T, kind string) *env {
+func start(t *testing.T, kind string) *env { return startWith(t, kind, "") }
+
+// startWith runs Mecha with extra frontend settings (", tls: {...}").
+func startWith(t *testing.T, kind, extra string) *env {
 	t.Helper()
 	backend := fmt.Sprintf("{type: fs, root: %q}", t.TempDir())
 	if kind == "memory" {
@@ -40,10 +43,10 @@ func start(t *testing.T, kind string) *env {
 	m := apptest.Start(t, fmt.Sprintf(`
 admin: {listen: ""}
 frontends:
-  - {name: objects, protocol: s3, listen: "127.0.0.1:0", backend: store, auth: {access_key: %s, secret_key: %s}}
+  - {name: objects, protocol: s3, listen: "127.0.0.1:0", backend: store, auth: {access_key: %s, secret_key: %s}%s}
 backends:
   store: %s
-`, accessKey, secretKey, backend))
+`, accessKey, secretKey, extra, backend))
 	addr := apptest.Addr(t, m, "objects")
 	return &env{kind: kind, endpoint: "http://" + addr, addr: addr}
 }

@@ -99,7 +99,7 @@ func (rq *request) putObject() error {
 	case "*":
 		o.IfNoneMatch = true
 	default:
-		return &blob.Error{Code: "NotImplemented", Status: http.StatusNotImplemented, Message: "A header you provided implies functionality that is not implemented"}
+		return errNotImplemented
 	}
 	o.IfMatch = blob.TrimETag(h.Get("If-Match"))
 	o.Checksums = map[string]string{}
@@ -367,6 +367,15 @@ func (rq *request) copyObject() error {
 	if o.Meta, err = rq.putOptions(); err != nil {
 		return err
 	}
+	// Conditions on the destination, checked by the store with the write.
+	switch inm := h.Get("If-None-Match"); inm {
+	case "":
+	case "*":
+		o.Meta.IfNoneMatch = true
+	default:
+		return errNotImplemented
+	}
+	o.Meta.IfMatch = blob.TrimETag(h.Get("If-Match"))
 	if srcBucket == rq.bucket && srcKey == rq.key && !o.ReplaceMetadata {
 		return errCopyToItself
 	}
@@ -388,12 +397,22 @@ func (rq *request) copyObject() error {
 }
 
 func (rq *request) getObjectTagging() error {
-	info, err := rq.st.store.HeadObject(rq.ctx, rq.bucket, rq.key)
-	if err != nil {
-		return err
+	var tags map[string]string
+	if tg, ok := rq.st.store.(blob.TagGetter); ok {
+		t, err := tg.GetTags(rq.ctx, rq.bucket, rq.key)
+		if err != nil {
+			return err
+		}
+		tags = t
+	} else {
+		info, err := rq.st.store.HeadObject(rq.ctx, rq.bucket, rq.key)
+		if err != nil {
+			return err
+		}
+		tags = info.Tags
 	}
 	res := tagging{NS: s3NS, TagSet: []tagXML{}}
-	for k, v := range info.Tags {
+	for k, v := range tags {
 		res.TagSet = append(res.TagSet, tagXML{k, v})
 	}
 	return rq.writeXML(http.StatusOK, res)

@@ -260,3 +260,37 @@ func TestVirtualHostedStyle(t *testing.T) {
 func signer() *v4.Signer {
 	return v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })
 }
+
+// TestExpiredPresignedURL: a URL signed two hours ago for one minute is
+// refused as S3 does.
+func TestExpiredPresignedURL(t *testing.T) {
+	g := startGateway(t, "memory")
+	g.do(t, "PUT", "/bkt", "sk", nil, nil)
+	g.do(t, "PUT", "/bkt/k", "sk", []byte("v"), nil)
+	presign := func(at time.Time) string {
+		req, _ := http.NewRequest("GET", "http://"+g.addr+"/bkt/k?X-Amz-Expires=60", nil)
+		u, _, err := signer().PresignHTTP(context.Background(), aws.Credentials{AccessKeyID: "ak", SecretAccessKey: "sk"}, req,
+			"UNSIGNED-PAYLOAD", "s3", "us-east-1", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	get := func(u string) (*http.Response, []byte) {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	if resp, body := get(presign(time.Now())); resp.StatusCode != 200 || string(body) != "v" {
+		t.Fatalf("fresh URL: %d %s", resp.StatusCode, body)
+	}
+	resp, body := get(presign(time.Now().Add(-2 * time.Hour)))
+	expectError(t, resp, body, 403, "AccessDenied")
+	if !bytes.Contains(body, []byte("Request has expired")) {
+		t.Fatalf("expired URL: %s", body)
+	}
+}

@@ -252,13 +252,15 @@ func testMetadata(t *testing.T, s blob.Store) {
 	// nothing stored.
 	o.UserMeta["owner"] = "mallory"
 	o.Tags["stage"] = "changed"
-	head, _ = s.HeadObject(ctx(t), "bt-meta", "doc.md")
+	head, err = s.HeadObject(ctx(t), "bt-meta", "doc.md")
+	must(t, err, "head")
 	if head.UserMeta["owner"] != "ana" || head.Tags["stage"] != "test run" {
 		t.Errorf("stored metadata follows the caller's maps: %q %q", head.UserMeta, head.Tags)
 	}
 	// Nor do changes to a returned Info.
 	head.UserMeta["owner"] = "eve"
-	again, _ := s.HeadObject(ctx(t), "bt-meta", "doc.md")
+	again, err := s.HeadObject(ctx(t), "bt-meta", "doc.md")
+	must(t, err, "head")
 	if again.UserMeta["owner"] != "ana" {
 		t.Errorf("stored metadata follows a returned Info: %q", again.UserMeta)
 	}
@@ -303,14 +305,16 @@ func testTags(t *testing.T, s blob.Store) {
 	}
 	wantContent(t, s, "bt-tags", "t", []byte("tagged"))
 	must(t, s.SetTags(ctx(t), "bt-tags", "t", nil), "clear tags")
-	head, _ = s.HeadObject(ctx(t), "bt-tags", "t")
+	head, err = s.HeadObject(ctx(t), "bt-tags", "t")
+	must(t, err, "head")
 	if len(head.Tags) != 0 {
 		t.Errorf("tags after clearing: %q", head.Tags)
 	}
 	tags := map[string]string{"x": "y"}
 	must(t, s.SetTags(ctx(t), "bt-tags", "t", tags), "set tags")
 	tags["x"] = "changed"
-	head, _ = s.HeadObject(ctx(t), "bt-tags", "t")
+	head, err = s.HeadObject(ctx(t), "bt-tags", "t")
+	must(t, err, "head")
 	if head.Tags["x"] != "y" {
 		t.Errorf("stored tags follow the caller's map: %q", head.Tags)
 	}

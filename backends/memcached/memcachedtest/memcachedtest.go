@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -79,7 +80,23 @@ func (s *Server) Restart() {
 }
 
 // Pause freezes the server (SIGSTOP): it answers nothing until Resume.
-func (s *Server) Pause() { s.cmd.Process.Signal(syscall.SIGSTOP) }
+// It returns once the process is stopped (signals are delivered
+// asynchronously: a request sent right after the signal could still be
+// answered otherwise).
+func (s *Server) Pause() {
+	s.cmd.Process.Signal(syscall.SIGSTOP)
+	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return // not Linux: best effort
+		}
+		// pid (comm) state ...: the state follows the last ')'.
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+			return
+		}
+	}
+}
 
 // Resume undoes Pause.
 func (s *Server) Resume() { s.cmd.Process.Signal(syscall.SIGCONT) }

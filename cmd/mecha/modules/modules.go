@@ -10,6 +10,7 @@ import (
 	_ "github.com/mecha-gateway/mecha/backends/memory"
 	_ "github.com/mecha-gateway/mecha/backends/redis"
 	_ "github.com/mecha-gateway/mecha/backends/rediscluster"
+	_ "github.com/mecha-gateway/mecha/backends/s3"
 	_ "github.com/mecha-gateway/mecha/frontends/redis"
 	_ "github.com/mecha-gateway/mecha/frontends/s3"
 )
