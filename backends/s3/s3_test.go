@@ -19,7 +19,6 @@ import (
 	s3 "github.com/mecha-gateway/mecha/backends/s3"
 	"github.com/mecha-gateway/mecha/cmd/mecha/app/apptest"
 	"github.com/mecha-gateway/mecha/configs"
-	"github.com/mecha-gateway/mecha/frontends"
 )
 
 // Upstream credentials: the gateway's own, at the upstream.
@@ -64,23 +63,17 @@ func fakeHandler() http.Handler { return gofakes3.New(s3mem.New()).Server() }
 // s3Duration is d as the configuration takes it.
 func s3Duration(d time.Duration) configs.Duration { return configs.Duration(d) }
 
-// mechaS3 starts a second Mecha, an S3 frontend on a memory store, and
-// returns its URL; it skips the test when this build has no S3 frontend.
+// mechaS3 starts a second Mecha, an S3 frontend on an fs store, and
+// returns its URL.
 func mechaS3(t *testing.T) string {
 	t.Helper()
-	if _, ok := frontends.Lookup("s3"); !ok {
-		t.Skip("no `protocol: s3` frontend is registered in cmd/mecha/modules yet")
-	}
-	if _, ok := backends.Lookup("memory"); !ok {
-		t.Skip("no `type: memory` backend is registered in cmd/mecha/modules yet")
-	}
 	m := apptest.Start(t, fmt.Sprintf(`
 admin: {listen: ""}
 frontends:
   - {name: objects, protocol: s3, listen: "127.0.0.1:0", backend: store, auth: {access_key: %s, secret_key: %s}}
 backends:
-  store: {type: memory, max_bytes: 0}
-`, upstreamKey, upstreamSecret))
+  store: {type: fs, root: %q, fsync: false}
+`, upstreamKey, upstreamSecret, t.TempDir()))
 	return "http://" + apptest.Addr(t, m, "objects")
 }
 
