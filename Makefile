@@ -24,9 +24,13 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## bench: Mecha vs the direct backend vs twemproxy, side by side (see docs/performance.md)
+## bench: Mecha side by side with the direct backend and a peer (see docs/performance.md);
+## BENCH=redis or BENCH=s3 runs one harness, BENCHFLAGS go to each harness run,
+## REDISBENCHFLAGS and S3BENCHFLAGS to one
+BENCH ?= redis s3
 bench: build
-	$(GO) run ./bench/redisbench -mecha $(BIN) $(BENCHFLAGS)
+	$(if $(filter redis,$(BENCH)),$(GO) run ./bench/redisbench -mecha $(BIN) $(BENCHFLAGS) $(REDISBENCHFLAGS))
+	$(if $(filter s3,$(BENCH)),$(GO) run ./bench/s3bench -mecha $(BIN) $(BENCHFLAGS) $(S3BENCHFLAGS))
 
 ## lint: formatting and vet
 lint:
