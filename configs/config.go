@@ -26,10 +26,12 @@ type Config struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// MaxProcs is how many CPUs Mecha's Go code may run on at once. 0 (the
-	// default) means half the machine's CPUs, at least one: a sidecar
-	// shares its machine with the application and the backend, and on a
-	// small machine fewer threads waking each other is faster. The
-	// GOMAXPROCS environment variable, when set, takes precedence.
+	// default) chooses by what Mecha serves: half the machine's CPUs, at
+	// least one, for small-request protocols (a sidecar shares its machine
+	// with the application and the backend, and on a small machine fewer
+	// threads waking each other is faster); every CPU once an S3 frontend
+	// is configured, whose bulk transfers gain from running in parallel.
+	// The GOMAXPROCS environment variable, when set, takes precedence.
 	MaxProcs int `yaml:"max_procs"`
 	// Frontends are the listeners clients connect to; each entry names its
 	// protocol, listen address and backend, plus the protocol's options.
@@ -97,6 +99,11 @@ func (c *Config) Validate() error {
 func (c *Config) Procs(cpus int) int {
 	if c.MaxProcs > 0 {
 		return c.MaxProcs
+	}
+	for _, f := range c.Frontends {
+		if p, _ := f.Scalar("protocol"); p == "s3" {
+			return max(1, cpus)
+		}
 	}
 	return max(1, cpus/2)
 }

@@ -134,3 +134,24 @@ func TestExamplesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProcs(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		cpus int
+		want int
+	}{
+		{"frontends: [{name: r, protocol: redis, listen: 127.0.0.1:1, backend: b}]", 8, 4},
+		{"frontends: [{name: r, protocol: redis, listen: 127.0.0.1:1, backend: b}]", 1, 1},
+		{"frontends: [{name: r, protocol: redis, listen: 127.0.0.1:1, backend: b}, {name: s, protocol: s3, listen: 127.0.0.1:2, backend: b}]", 2, 2},
+		{"max_procs: 3\nfrontends: [{name: s, protocol: s3, listen: 127.0.0.1:2, backend: b}]", 8, 3},
+	} {
+		cfg, err := Parse("p.yaml", []byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Procs(tc.cpus); got != tc.want {
+			t.Errorf("%s on %d CPUs: %d procs, want %d", tc.yaml, tc.cpus, got, tc.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -108,6 +109,13 @@ func (s *Store) buildClients() error {
 	single := base
 	single.Retryer = aws.NopRetryer{}
 	s.once = s3sdk.New(single)
+	if c.PathStyle {
+		s.fast = &fastPath{http: httpClient, endpoint: strings.TrimRight(c.Endpoint, "/"), region: c.Region,
+			signer: v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })}
+		if c.AccessKey != "" {
+			s.fast.creds = &aws.Credentials{AccessKeyID: c.AccessKey, SecretAccessKey: c.SecretKey.Reveal()}
+		}
+	}
 	return nil
 }
 

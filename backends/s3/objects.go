@@ -17,6 +17,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/backends/blob"
 )
 
@@ -242,39 +243,48 @@ func parseContentRange(v string) (first, last, size int64, ok bool) {
 // upstream. An upstream that ignores the range (answers 200 with the
 // whole object) has it cut here.
 func (s *Store) GetObject(ctx context.Context, bucket, key string, rng *blob.Range) (*blob.Object, error) {
-	in := &s3sdk.GetObjectInput{Bucket: s.bucket(bucket), Key: ptr(key), ChecksumMode: types.ChecksumModeEnabled}
-	if rng != nil {
-		in.Range = ptr(rangeHeader(rng))
+	a, ok := answer{}, false
+	if s.fast != nil && s.health.Get().State != backends.StateDown {
+		a, ok = s.fast.get(ctx, s, *s.bucket(bucket), key, rng)
 	}
-	res, err := s.api().GetObject(ctx, in, noResponseValidation)
-	if err != nil {
-		return nil, s.mapError(ctx, "get object", err, blob.ErrNoSuchKey)
+	if !ok {
+		in := &s3sdk.GetObjectInput{Bucket: s.bucket(bucket), Key: ptr(key), ChecksumMode: types.ChecksumModeEnabled}
+		if rng != nil {
+			in.Range = ptr(rangeHeader(rng))
+		}
+		res, err := s.api().GetObject(ctx, in, noResponseValidation)
+		if err != nil {
+			return nil, s.mapError(ctx, "get object", err, blob.ErrNoSuchKey)
+		}
+		a = answer{body: res.Body, length: val(res.ContentLength), contentRange: val(res.ContentRange), tagCount: val(res.TagCount),
+			h: headers{
+				etag: res.ETag, contentType: res.ContentType, contentEncoding: res.ContentEncoding, contentDisposition: res.ContentDisposition,
+				contentLanguage: res.ContentLanguage, cacheControl: res.CacheControl, expires: res.ExpiresString, lastModified: res.LastModified,
+				meta: res.Metadata, crc32: res.ChecksumCRC32, crc32c: res.ChecksumCRC32C, crc64nvme: res.ChecksumCRC64NVME,
+				sha1: res.ChecksumSHA1, sha256: res.ChecksumSHA256, partsCount: res.PartsCount,
+			}}
 	}
-	h := headers{
-		etag: res.ETag, contentType: res.ContentType, contentEncoding: res.ContentEncoding, contentDisposition: res.ContentDisposition,
-		contentLanguage: res.ContentLanguage, cacheControl: res.CacheControl, expires: res.ExpiresString, lastModified: res.LastModified,
-		meta: res.Metadata, crc32: res.ChecksumCRC32, crc32c: res.ChecksumCRC32C, crc64nvme: res.ChecksumCRC64NVME,
-		sha1: res.ChecksumSHA1, sha256: res.ChecksumSHA256, partsCount: res.PartsCount,
-	}
-	obj := &blob.Object{Info: h.info(key), Body: res.Body}
-	length := val(res.ContentLength)
-	if first, last, size, ok := parseContentRange(val(res.ContentRange)); ok {
+	obj := &blob.Object{Info: a.h.info(key), Body: a.body}
+	res := a
+	length := a.length
+	var err error
+	if first, last, size, ok := parseContentRange(a.contentRange); ok {
 		obj.Size, obj.Start, obj.End, obj.Partial = size, first, last, true
 	} else {
 		obj.Size, obj.Start, obj.End = length, 0, length-1
 		if rng != nil {
 			start, end, ok := rng.Resolve(length)
 			if !ok {
-				res.Body.Close()
+				res.body.Close()
 				return nil, blob.ErrInvalidRange
 			}
-			obj.Body = &rangeBody{r: res.Body, skip: start, left: end - start + 1}
+			obj.Body = &rangeBody{r: res.body, skip: start, left: end - start + 1}
 			obj.Start, obj.End, obj.Partial = start, end, true
 		}
 	}
-	if val(res.TagCount) > 0 {
+	if res.tagCount > 0 {
 		if obj.Tags, err = s.GetTags(ctx, bucket, key); err != nil {
-			res.Body.Close()
+			res.body.Close()
 			return nil, err
 		}
 	}

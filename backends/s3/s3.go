@@ -163,6 +163,8 @@ type Store struct {
 	// of a one-shot body, health probes).
 	once   *s3sdk.Client
 	closer interface{ CloseIdleConnections() }
+	// fast sends GetObject as a plain signed request (nil: not used).
+	fast   *fastPath
 	health backends.HealthCell
 	ops    *metrics.CommandTable
 
