@@ -354,19 +354,19 @@ func (s *Store) commit(r *os.Root, t target, tmp string, m *meta, check func(cur
 	m.Version = s.newVersion()
 	data := t.dir + "/" + t.name + "~v" + m.Version
 	for attempt := 0; ; attempt++ {
-		if t.mkdirs != nil {
-			if err := t.mkdirs(); err != nil {
-				r.Remove(tmp)
-				return err
-			}
-		}
 		err := r.Rename(tmp, data)
 		if err == nil {
 			break
 		}
-		// A directory emptied by a delete may vanish between mkdirs
-		// and the rename: make it again.
+		// The object's directories are made only when the rename finds
+		// one missing (the first key under a prefix, or a directory a
+		// delete emptied and removed meanwhile): most writes go to
+		// directories that exist, and save the system calls.
 		if notFound(err) && t.mkdirs != nil && attempt < 100 {
+			if err := t.mkdirs(); err != nil {
+				r.Remove(tmp)
+				return err
+			}
 			continue
 		}
 		r.Remove(tmp)
