@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/mecha-gateway/mecha/cmd/mecha/app"
 	"github.com/mecha-gateway/mecha/cmd/mecha/app/apptest"
 )
 
@@ -27,6 +28,7 @@ import (
 type gateway struct {
 	addr string
 	root string // the fs backend's root ("" for memory)
+	m    *app.Mecha
 }
 
 func startGateway(t *testing.T, kind string) *gateway {
@@ -41,13 +43,13 @@ func startGateway(t *testing.T, kind string) *gateway {
 		backend = fmt.Sprintf("{type: fs, root: %q}", g.root)
 	}
 	m := apptest.Start(t, fmt.Sprintf(`
-admin: {listen: ""}
+admin: {listen: "127.0.0.1:0"}
 frontends:
   - {name: s3, protocol: s3, listen: "127.0.0.1:0", backend: store, auth: {access_key: ak, secret_key: sk}}
 backends:
   store: %s
 `, backend))
-	g.addr = apptest.Addr(t, m, "s3")
+	g.addr, g.m = apptest.Addr(t, m, "s3"), m
 	return g
 }
 
@@ -292,5 +294,27 @@ func TestExpiredPresignedURL(t *testing.T) {
 	expectError(t, resp, body, 403, "AccessDenied")
 	if !bytes.Contains(body, []byte("Request has expired")) {
 		t.Fatalf("expired URL: %s", body)
+	}
+}
+
+// TestMetrics: requests are counted by S3 operation, errors apart.
+func TestMetrics(t *testing.T) {
+	g := startGateway(t, "memory")
+	g.do(t, "PUT", "/bkt", "sk", nil, nil)
+	g.do(t, "PUT", "/bkt/k", "sk", []byte("12345"), nil)
+	g.do(t, "GET", "/bkt/k", "sk", nil, nil)
+	g.do(t, "GET", "/bkt/missing", "sk", nil, nil)
+	m := apptest.Metrics(t, g.m)
+	for _, want := range []string{
+		`mecha_frontend_requests_total{frontend="s3",protocol="s3",command="GetObject"} 2`,
+		`mecha_frontend_errors_total{frontend="s3",protocol="s3",command="GetObject"} 1`,
+		`mecha_frontend_requests_total{frontend="s3",protocol="s3",command="PutObject"} 1`,
+		`mecha_frontend_requests_total{frontend="s3",protocol="s3",command="CreateBucket"} 1`,
+		`mecha_frontend_received_bytes_total{frontend="s3",protocol="s3"} 5`,
+		`mecha_frontend_sent_bytes_total{frontend="s3",protocol="s3"} 5`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
