@@ -6,6 +6,7 @@ package frontends
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 
@@ -117,3 +118,15 @@ func Lookup(protocol string) (Module, bool) { return registry.Lookup(protocol) }
 
 // Protocols lists the registered protocols.
 func Protocols() []string { return registry.Names() }
+
+// Listen opens a frontend's TCP listener on addr. A failure marks health
+// DOWN and names the frontend.
+func Listen(ctx context.Context, protocol, name, addr string, health *backends.HealthCell) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		health.Set(backends.StateDown, err.Error())
+		return nil, fmt.Errorf("%s frontend %s: listen: %w", protocol, name, err)
+	}
+	return ln, nil
+}

@@ -1,9 +1,11 @@
 package blob
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -135,4 +137,55 @@ func MetaOf(i *Info) PutOptions {
 		ContentLanguage: i.ContentLanguage, CacheControl: i.CacheControl, Expires: i.Expires,
 		UserMeta: i.UserMeta, Checksums: i.Checksums, Tags: i.Tags,
 	}
+}
+
+// UploadPage builds a page of uploads for q, as ListPage does for
+// objects: sorted by key, then initiation (upload ids sort the same way);
+// those up to the key marker skipped — for the marker's key itself, those
+// up to the upload id marker; keys grouped under common prefixes; at most
+// MaxUploads entries.
+func UploadPage(all []Upload, q UploadQuery) *UploadListing {
+	slices.SortFunc(all, func(a, b Upload) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), a.Initiated.Compare(b.Initiated), strings.Compare(a.ID, b.ID))
+	})
+	out := &UploadListing{}
+	if q.MaxUploads <= 0 {
+		return out
+	}
+	count := 0
+	lastPrefix := ""
+	for _, u := range all {
+		if !strings.HasPrefix(u.Key, q.Prefix) {
+			continue
+		}
+		if q.KeyMarker != "" && (u.Key < q.KeyMarker || (u.Key == q.KeyMarker && (q.UploadIDMarker == "" || u.ID <= q.UploadIDMarker))) {
+			continue
+		}
+		prefix := ""
+		if q.Delimiter != "" {
+			if i := strings.Index(u.Key[len(q.Prefix):], q.Delimiter); i >= 0 {
+				prefix = u.Key[:len(q.Prefix)+i+len(q.Delimiter)]
+				if prefix == lastPrefix || prefix <= q.KeyMarker {
+					continue
+				}
+			}
+		}
+		if count == q.MaxUploads {
+			out.Truncated = true
+			break
+		}
+		count++
+		if prefix != "" {
+			lastPrefix = prefix
+			out.CommonPrefixes = append(out.CommonPrefixes, prefix)
+			out.NextKeyMarker, out.NextUploadIDMarker = prefix, ""
+		} else {
+			out.Uploads = append(out.Uploads, u)
+			out.NextKeyMarker, out.NextUploadIDMarker = u.Key, u.ID
+		}
+	}
+	if !out.Truncated {
+		out.NextKeyMarker, out.NextUploadIDMarker = "", ""
+	}
+	return out
 }

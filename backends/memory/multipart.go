@@ -186,56 +186,5 @@ func (s *Store) ListMultipartUploads(ctx context.Context, bucket string, q blob.
 	if err != nil {
 		return nil, err
 	}
-	return uploadPage(all, q), nil
-}
-
-// uploadPage builds a page of uploads for q, as ListPage does for objects:
-// sorted by key, then initiation (upload ids sort the same way); those
-// up to the key marker skipped — for the marker's key itself, those up to
-// the upload id marker; keys grouped under common prefixes; at most
-// MaxUploads entries.
-func uploadPage(all []blob.Upload, q blob.UploadQuery) *blob.UploadListing {
-	slices.SortFunc(all, func(a, b blob.Upload) int {
-		return cmp.Or(strings.Compare(a.Key, b.Key), a.Initiated.Compare(b.Initiated), strings.Compare(a.ID, b.ID))
-	})
-	out := &blob.UploadListing{}
-	if q.MaxUploads <= 0 {
-		return out
-	}
-	count := 0
-	lastPrefix := ""
-	for _, u := range all {
-		if !strings.HasPrefix(u.Key, q.Prefix) {
-			continue
-		}
-		if q.KeyMarker != "" && (u.Key < q.KeyMarker || (u.Key == q.KeyMarker && (q.UploadIDMarker == "" || u.ID <= q.UploadIDMarker))) {
-			continue
-		}
-		prefix := ""
-		if q.Delimiter != "" {
-			if i := strings.Index(u.Key[len(q.Prefix):], q.Delimiter); i >= 0 {
-				prefix = u.Key[:len(q.Prefix)+i+len(q.Delimiter)]
-				if prefix == lastPrefix || prefix <= q.KeyMarker {
-					continue
-				}
-			}
-		}
-		if count == q.MaxUploads {
-			out.Truncated = true
-			break
-		}
-		count++
-		if prefix != "" {
-			lastPrefix = prefix
-			out.CommonPrefixes = append(out.CommonPrefixes, prefix)
-			out.NextKeyMarker, out.NextUploadIDMarker = prefix, ""
-		} else {
-			out.Uploads = append(out.Uploads, u)
-			out.NextKeyMarker, out.NextUploadIDMarker = u.Key, u.ID
-		}
-	}
-	if !out.Truncated {
-		out.NextKeyMarker, out.NextUploadIDMarker = "", ""
-	}
-	return out
+	return blob.UploadPage(all, q), nil
 }

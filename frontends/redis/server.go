@@ -168,11 +168,9 @@ func newSettings(cfg *Config, env frontends.Env) (*settings, error) {
 // Start listens and serves in the background.
 func (s *Server) Start(ctx context.Context) error {
 	st := s.set.Load()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", st.cfg.Listen)
+	ln, err := frontends.Listen(ctx, "redis", s.name, st.cfg.Listen, &s.health)
 	if err != nil {
-		s.health.Set(backends.StateDown, err.Error())
-		return fmt.Errorf("redis frontend %s: listen: %w", s.name, err)
+		return err
 	}
 	s.ln = ln
 	s.addr = ln.Addr()

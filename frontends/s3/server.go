@@ -113,11 +113,9 @@ func newSettings(cfg *Config, env frontends.Env) (*settings, error) {
 // Start opens the listener and serves.
 func (s *Server) Start(ctx context.Context) error {
 	st := s.set.Load()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", st.cfg.Listen)
+	ln, err := frontends.Listen(ctx, "s3", s.name, st.cfg.Listen, &s.health)
 	if err != nil {
-		s.health.Set(backends.StateDown, err.Error())
-		return fmt.Errorf("s3 frontend %s: listen: %w", s.name, err)
+		return err
 	}
 	s.ln, s.addr = ln, ln.Addr()
 	s.srv = &http.Server{
