@@ -32,6 +32,11 @@ type gateway struct {
 }
 
 func startGateway(t *testing.T, kind string) *gateway {
+	return startGatewayAuth(t, kind, "{access_key: ak, secret_key: sk}")
+}
+
+// startGatewayAuth starts the gateway with its auth section.
+func startGatewayAuth(t *testing.T, kind, auth string) *gateway {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts Mecha")
@@ -45,17 +50,22 @@ func startGateway(t *testing.T, kind string) *gateway {
 	m := apptest.Start(t, fmt.Sprintf(`
 admin: {listen: "127.0.0.1:0"}
 frontends:
-  - {name: s3, protocol: s3, listen: "127.0.0.1:0", backend: store, auth: {access_key: ak, secret_key: sk}}
+  - {name: s3, protocol: s3, listen: "127.0.0.1:0", backend: store, auth: %s}
 backends:
   store: %s
-`, backend))
+`, auth, backend))
 	g.addr, g.m = apptest.Addr(t, m, "s3"), m
 	return g
 }
 
-// do sends a request signed with secret (none when ""), the payload
-// hash covering body.
+// do sends a request signed by access key ak with secret (unsigned when
+// secret is ""), the payload hash covering body.
 func (g *gateway) do(t *testing.T, method, path, secret string, body []byte, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	return g.doAs(t, "ak", method, path, secret, body, hdr)
+}
+
+func (g *gateway) doAs(t *testing.T, ak, method, path, secret string, body []byte, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://"+g.addr+path, bytes.NewReader(body))
 	if err != nil {
@@ -71,7 +81,7 @@ func (g *gateway) do(t *testing.T, method, path, secret string, body []byte, hdr
 			hash = v
 		}
 		req.Header.Set("x-amz-content-sha256", hash)
-		creds := aws.Credentials{AccessKeyID: "ak", SecretAccessKey: secret}
+		creds := aws.Credentials{AccessKeyID: ak, SecretAccessKey: secret}
 		if err := signer().SignHTTP(context.Background(), creds, req, hash, "s3", "us-east-1", time.Now()); err != nil {
 			t.Fatal(err)
 		}
@@ -317,4 +327,24 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// TestCredentials: every configured key pair signs; unsigned requests
+// pass only with anonymous access, and a signed one is verified even then.
+func TestCredentials(t *testing.T) {
+	g := startGatewayAuth(t, "memory", "{access_key: ak, secret_key: sk, keys: {second: second-secret}}")
+	if resp, body := g.doAs(t, "second", "PUT", "/bkt", "second-secret", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("second key: %d %s", resp.StatusCode, body)
+	}
+	resp, body := g.doAs(t, "second", "GET", "/bkt?list-type=2", "sk", nil, nil)
+	expectError(t, resp, body, 403, "SignatureDoesNotMatch")
+	resp, body = g.doAs(t, "nobody", "GET", "/", "x", nil, nil)
+	expectError(t, resp, body, 403, "InvalidAccessKeyId")
+
+	anon := startGatewayAuth(t, "memory", "{access_key: ak, secret_key: sk, anonymous: true}")
+	if resp, body := anon.do(t, "PUT", "/open", "", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("anonymous create: %d %s", resp.StatusCode, body)
+	}
+	resp, body = anon.do(t, "GET", "/open?list-type=2", "wrong", nil, nil)
+	expectError(t, resp, body, 403, "SignatureDoesNotMatch")
 }
