@@ -266,11 +266,22 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return
 // most it may hold. On error the file is gone, and the error is the
 // body's own when the body failed.
 func (s *Store) writeBody(ctx context.Context, r *os.Root, body io.Reader, size, limit int64) (string, int64, string, error) {
+	return s.writeBodyTo(ctx, r, s.tempName("data"), nil, body, size, limit)
+}
+
+// writeBodyTo is writeBody into the new file tmp; mkdirs (when not nil)
+// makes tmp's directories when they are missing.
+func (s *Store) writeBodyTo(ctx context.Context, r *os.Root, tmp string, mkdirs func() error, body io.Reader, size, limit int64) (string, int64, string, error) {
 	if size > limit {
 		return "", 0, "", blob.ErrEntityTooLarge
 	}
-	tmp := s.tempName("data")
 	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	for attempt := 0; err != nil && notFound(err) && mkdirs != nil && attempt < 100; attempt++ {
+		if err := mkdirs(); err != nil {
+			return "", 0, "", err
+		}
+		f, err = r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	}
 	if err != nil {
 		return "", 0, "", s.ioError("create temporary file", err)
 	}
@@ -351,9 +362,12 @@ type target struct {
 // start); after 2 and before 3, the previous one. Readers that opened the
 // previous version's data file keep reading it whole.
 func (s *Store) commit(r *os.Root, t target, tmp string, m *meta, check func(cur *meta) error) error {
-	m.Version = s.newVersion()
+	if m.Version == "" {
+		m.Version = s.newVersion()
+	}
 	data := t.dir + "/" + t.name + "~v" + m.Version
-	for attempt := 0; ; attempt++ {
+	// A data file written in place already (PutObject) needs no rename.
+	for attempt := 0; tmp != data; attempt++ {
 		err := r.Rename(tmp, data)
 		if err == nil {
 			break
@@ -730,11 +744,20 @@ func (s *Store) PutObject(ctx context.Context, bucket, key string, body io.Reade
 			return nil, err
 		}
 	}
-	tmp, n, etag, err := s.writeBody(ctx, r, body, size, maxPutSize)
+	// The data goes straight to its place under a version name of its
+	// own: nothing refers to it until the metadata does (commit), a
+	// failed write removes it, and the start sweep removes what a crash
+	// left of one. That saves the rename a temporary file would need.
+	p := s.objPath(bucket, key)
+	version := s.newVersion()
+	data, n, etag, err := s.writeBodyTo(ctx, r, p.dir()+"/"+p.kp.name+"~v"+version, s.mkdirsFor(r, p), body, size, maxPutSize)
 	if err != nil {
+		s.removeEmptyDirs(r, p)
 		return nil, fmt.Errorf("put %s/%s: %w", bucket, key, err)
 	}
-	return s.commitObject(r, bucket, key, tmp, newMeta(key, n, etag, 0, &o), &o)
+	m := newMeta(key, n, etag, 0, &o)
+	m.Version = version
+	return s.commitObject(r, bucket, key, data, m, &o)
 }
 
 // DeleteObject removes an object's metadata (the delete happens there),
