@@ -1,11 +1,9 @@
 package s3
 
 import (
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/mecha-gateway/mecha/backends/blob"
 )
@@ -164,14 +162,4 @@ func (rq *request) listParts() error {
 		res.Parts = append(res.Parts, partXML{PartNumber: p.Number, LastModified: timeISO(p.LastModified), ETag: quote(p.ETag), Size: p.Size})
 	}
 	return rq.writeXML(http.StatusOK, res)
-}
-
-// copyBuffers are the buffers object bodies are copied through.
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-
-// copyBuffer copies src to dst through a pooled buffer.
-func copyBuffer(dst io.Writer, src io.Reader) (int64, error) {
-	b := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(b)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, src, *b)
 }

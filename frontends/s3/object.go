@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -272,7 +273,10 @@ func (rq *request) getObject() error {
 		}
 	}
 	rq.w.WriteHeader(status)
-	written, err := copyBuffer(rq.w, obj.Body)
+	// io.Copy lets a body that is a file reach the socket by sendfile
+	// (the fs store's bodies are; the ResponseWriter hands them to the
+	// connection), and others through one buffer.
+	written, err := io.Copy(rq.w, obj.Body)
 	rq.s.outBytes.Add(uint64(written))
 	if err != nil {
 		// The status line is gone: all that is left is to cut the
