@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // ListPage builds a page of a listing for q from a store's keys. each
@@ -63,6 +64,18 @@ func ListPage(q ListQuery, each func(from string, fn func(Info) bool) error) (*L
 		out.Next = ""
 	}
 	return out, nil
+}
+
+// CheckKey refuses the keys S3 does: empty, longer than 1024 bytes, or
+// not UTF-8.
+func CheckKey(key string) error {
+	switch {
+	case len(key) > 1024:
+		return ErrKeyTooLong
+	case key == "" || !utf8.ValidString(key):
+		return ErrInvalidKey
+	}
+	return nil
 }
 
 // MultipartETag is the ETag S3 gives an object assembled from parts: the

@@ -100,29 +100,18 @@ func (t *tx) Set(key, value []byte, o kv.SetOptions) (kv.SetResult, error) {
 		// Replace in place: the key keeps its bucket.
 		e.setStr(value)
 		if !o.KeepTTL {
-			t.setExpire(e, msOf(o.ExpireAt))
+			t.setExpire(e, kv.UnixMillis(o.ExpireAt))
 		}
 	} else {
 		e = newStringEntry(key, value)
 		t.s.addEntry(t.db, e)
 		if !o.ExpireAt.IsZero() {
-			t.setExpire(e, msOf(o.ExpireAt))
+			t.setExpire(e, kv.UnixMillis(o.ExpireAt))
 		}
 	}
 	t.changedKey(t.db, e.keyString())
 	r.Done = true
 	return r, nil
-}
-
-func msOf(at time.Time) int64 {
-	if at.IsZero() {
-		return 0
-	}
-	ms := at.UnixMilli()
-	if ms == 0 {
-		ms = -1 // the epoch itself: long past
-	}
-	return ms
 }
 
 // setExpire sets an entry's expiry (0: none).
@@ -221,25 +210,9 @@ func (t *tx) Expire(key []byte, at time.Time, cond kv.ExpireCond) (bool, error) 
 	if e == nil {
 		return false, nil
 	}
-	ms := msOf(at)
-	switch cond {
-	case kv.ExpireNX:
-		if e.expireAt != 0 {
-			return false, nil
-		}
-	case kv.ExpireXX:
-		if e.expireAt == 0 {
-			return false, nil
-		}
-	case kv.ExpireGT:
-		// A key without expiry counts as infinite.
-		if e.expireAt == 0 || (ms != 0 && ms <= e.expireAt) {
-			return false, nil
-		}
-	case kv.ExpireLT:
-		if e.expireAt != 0 && (ms == 0 || ms >= e.expireAt) {
-			return false, nil
-		}
+	ms := kv.UnixMillis(at)
+	if !cond.Allows(e.expireAt, ms) {
+		return false, nil
 	}
 	if ms != 0 && ms <= t.nowMillis() {
 		// A time in the past deletes the key, as Redis does.

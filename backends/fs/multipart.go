@@ -93,7 +93,7 @@ func (s *Store) CreateMultipartUpload(ctx context.Context, bucket, key string, o
 	if err != nil {
 		return "", err
 	}
-	if err := checkKey(key); err != nil {
+	if err := blob.CheckKey(key); err != nil {
 		return "", err
 	}
 	s.bucketsMu.RLock()

@@ -141,17 +141,6 @@ func notFound(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
-// checkKey refuses keys S3 would.
-func checkKey(key string) error {
-	switch {
-	case len(key) > 1024:
-		return blob.ErrKeyTooLong
-	case key == "" || !utf8.ValidString(key):
-		return blob.ErrInvalidKey
-	}
-	return nil
-}
-
 // objPath is where an object lives, relative to the root.
 type objPath struct {
 	bucket string
@@ -199,7 +188,7 @@ func (s *Store) loadMeta(r *os.Root, bucket, key string) (*meta, objPath, error)
 	if !validBucket(bucket) {
 		return nil, p, blob.ErrNoSuchBucket
 	}
-	if err := checkKey(key); err != nil {
+	if err := blob.CheckKey(key); err != nil {
 		return nil, p, err
 	}
 	m, err := readMeta(r, p.metaName())
@@ -728,7 +717,7 @@ func (s *Store) PutObject(ctx context.Context, bucket, key string, body io.Reade
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKey(key); err != nil {
+	if err := blob.CheckKey(key); err != nil {
 		return nil, err
 	}
 	// What fails before the body is read fails without reading it.
@@ -767,7 +756,7 @@ func (s *Store) DeleteObject(ctx context.Context, bucket, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkKey(key); err != nil {
+	if err := blob.CheckKey(key); err != nil {
 		return err
 	}
 	s.bucketsMu.RLock()
@@ -809,7 +798,7 @@ func (s *Store) CopyObject(ctx context.Context, srcBucket, srcKey, dstBucket, ds
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKey(dstKey); err != nil {
+	if err := blob.CheckKey(dstKey); err != nil {
 		return nil, err
 	}
 	if err := s.checkBucket(r, dstBucket); err != nil {
@@ -888,7 +877,7 @@ func (s *Store) SetTags(ctx context.Context, bucket, key string, tags map[string
 	if err != nil {
 		return err
 	}
-	if err := checkKey(key); err != nil {
+	if err := blob.CheckKey(key); err != nil {
 		return err
 	}
 	s.bucketsMu.RLock()

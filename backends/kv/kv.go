@@ -151,6 +151,35 @@ const (
 	ExpireLT                // only to an earlier time
 )
 
+// Allows reports whether EXPIRE with condition c may move a key's
+// deadline from cur to next (Unix milliseconds, 0: none). A key without
+// expiry counts as expiring never: GT never applies to it, LT always.
+func (c ExpireCond) Allows(cur, next int64) bool {
+	switch c {
+	case ExpireNX:
+		return cur == 0
+	case ExpireXX:
+		return cur != 0
+	case ExpireGT:
+		return cur != 0 && (next == 0 || next > cur)
+	case ExpireLT:
+		return cur == 0 || (next != 0 && next < cur)
+	}
+	return true
+}
+
+// UnixMillis is a deadline as stores keep it: Unix milliseconds, 0 for
+// none (the zero time), and the epoch itself -1, long past.
+func UnixMillis(at time.Time) int64 {
+	if at.IsZero() {
+		return 0
+	}
+	if ms := at.UnixMilli(); ms != 0 {
+		return ms
+	}
+	return -1
+}
+
 // Errors stores return; the translation layer turns them into Redis'
 // replies and error texts.
 var (

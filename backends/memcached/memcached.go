@@ -377,15 +377,3 @@ func (s *Store) CollectMetrics(w *metrics.Writer) {
 
 // nowMS is the clock expiry is measured with, in Unix milliseconds.
 func nowMS() int64 { return time.Now().UnixMilli() }
-
-// msOf turns an expiry time into Unix milliseconds (0: none).
-func msOf(at time.Time) int64 {
-	if at.IsZero() {
-		return 0
-	}
-	ms := at.UnixMilli()
-	if ms == 0 {
-		ms = -1 // the epoch itself: long past
-	}
-	return ms
-}

@@ -318,7 +318,7 @@ func (t *tx) Set(key, value []byte, o kv.SetOptions) (kv.SetResult, error) {
 	if err := t.checkSize(&k, int64(len(value))); err != nil {
 		return kv.SetResult{}, err
 	}
-	at := msOf(o.ExpireAt)
+	at := kv.UnixMillis(o.ExpireAt)
 	now := nowMS()
 	if !o.NX && !o.XX && !o.Get && !o.KeepTTL {
 		// A plain SET: one ms, whatever was there.
@@ -604,7 +604,7 @@ func (t *tx) Exists(keys ...[]byte) (int, error) {
 // the item's flags, which only a store changes), conditional on its CAS.
 func (t *tx) Expire(key []byte, at time.Time, cond kv.ExpireCond) (bool, error) {
 	k := t.key(key)
-	ms := msOf(at)
+	ms := kv.UnixMillis(at)
 	var done bool
 	err := t.retry(func() (bool, error) {
 		done = false
@@ -612,24 +612,8 @@ func (t *tx) Expire(key []byte, at time.Time, cond kv.ExpireCond) (bool, error) 
 		if err != nil || !it.live {
 			return err == nil, err
 		}
-		switch cond {
-		case kv.ExpireNX:
-			if it.at != 0 {
-				return true, nil
-			}
-		case kv.ExpireXX:
-			if it.at == 0 {
-				return true, nil
-			}
-		case kv.ExpireGT:
-			// A key without expiry counts as infinite.
-			if it.at == 0 || (ms != 0 && ms <= it.at) {
-				return true, nil
-			}
-		case kv.ExpireLT:
-			if it.at != 0 && (ms == 0 || ms >= it.at) {
-				return true, nil
-			}
+		if !cond.Allows(it.at, ms) {
+			return true, nil
 		}
 		now := nowMS()
 		if ms != 0 && ms <= now {

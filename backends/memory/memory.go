@@ -20,7 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/backends/blob"
@@ -305,17 +304,6 @@ func (s *Store) readBody(ctx context.Context, body io.Reader, size, limit int64)
 	return c, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// checkKey refuses keys S3 would.
-func checkKey(key string) error {
-	switch {
-	case len(key) > 1024:
-		return blob.ErrKeyTooLong
-	case key == "" || !utf8.ValidString(key):
-		return blob.ErrInvalidKey
-	}
-	return nil
-}
-
 // checkConditions applies a write's preconditions to the object in place.
 func checkConditions(cur *object, o *blob.PutOptions) error {
 	if o.IfNoneMatch && cur != nil {
@@ -493,7 +481,7 @@ func (s *Store) GetObject(ctx context.Context, bucket, key string, rng *blob.Ran
 
 // PutObject reads body into memory, then stores it as the object.
 func (s *Store) PutObject(ctx context.Context, bucket, key string, body io.Reader, size int64, o blob.PutOptions) (*blob.Info, error) {
-	if err := checkKey(key); err != nil {
+	if err := blob.CheckKey(key); err != nil {
 		return nil, err
 	}
 	// What fails before the body is read fails without reading it.
@@ -567,7 +555,7 @@ func (s *Store) DeleteObject(ctx context.Context, bucket, key string) error {
 // content, which never changes. It is still counted in full against the
 // cap, as a copy the size of its source.
 func (s *Store) CopyObject(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string, o blob.CopyOptions) (*blob.Info, error) {
-	if err := checkKey(dstKey); err != nil {
+	if err := blob.CheckKey(dstKey); err != nil {
 		return nil, err
 	}
 	src, err := s.lookup(srcBucket, srcKey)

@@ -20,7 +20,7 @@ var errPartNumber = &blob.Error{Code: "InvalidArgument", Status: 400, Message: "
 // object (and its conditions, IfNoneMatch and IfMatch, are checked at
 // completion).
 func (s *Store) CreateMultipartUpload(ctx context.Context, bucket, key string, o blob.PutOptions) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := blob.CheckKey(key); err != nil {
 		return "", err
 	}
 	s.mu.Lock()

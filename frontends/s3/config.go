@@ -32,6 +32,10 @@ type Config struct {
 	// closes keep-alive connections idle for longer.
 	ReadHeaderTimeout configs.Duration `yaml:"read_header_timeout"`
 	IdleTimeout       configs.Duration `yaml:"idle_timeout"`
+	// BodyTimeout fails a request whose body sends nothing for this long
+	// (S3's RequestTimeout), so that a stalled or hostile client does not
+	// hold a request open without end.
+	BodyTimeout configs.Duration `yaml:"body_timeout"`
 	// MaxObjectSize is the largest single PUT (S3: 5 GiB); larger ones
 	// get EntityTooLarge and must use multipart.
 	MaxObjectSize configs.Size `yaml:"max_object_size"`
@@ -59,6 +63,7 @@ func DefaultConfig() *Config {
 		MaxSkew:           configs.Duration(15 * time.Minute),
 		ReadHeaderTimeout: configs.Duration(30 * time.Second),
 		IdleTimeout:       configs.Duration(2 * time.Minute),
+		BodyTimeout:       configs.Duration(time.Minute),
 		MaxObjectSize:     5 << 30,
 	}
 }
@@ -89,7 +94,7 @@ func (c *Config) Validate() error {
 	if c.MaxSkew <= 0 {
 		errs = append(errs, configs.Errorf("max_skew", "must be positive"))
 	}
-	if c.ReadHeaderTimeout <= 0 || c.IdleTimeout <= 0 {
+	if c.ReadHeaderTimeout <= 0 || c.IdleTimeout <= 0 || c.BodyTimeout <= 0 {
 		errs = append(errs, configs.Errorf("read_header_timeout", "timeouts must be positive"))
 	}
 	if c.MaxObjectSize < 1 {

@@ -32,6 +32,7 @@ var (
 	errNoSuchVersion      = &blob.Error{Code: "NoSuchVersion", Status: http.StatusNotFound, Message: "The specified version does not exist."}
 	errTooManyKeys        = &blob.Error{Code: "MalformedXML", Status: http.StatusBadRequest, Message: "The XML you provided was not well-formed or did not validate against our published schema"}
 	errUnexpectedContent  = &blob.Error{Code: "UnexpectedContent", Status: http.StatusBadRequest, Message: "This request does not support content"}
+	errRequestTimeout     = &blob.Error{Code: "RequestTimeout", Status: http.StatusBadRequest, Message: "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed."}
 	errInvalidRangeHeader = &blob.Error{Code: "InvalidArgument", Status: http.StatusBadRequest, Message: "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"}
 )
 
@@ -56,7 +57,7 @@ func asS3Error(err error) *blob.Error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return blob.ErrIncompleteBody
 	case errors.Is(err, context.DeadlineExceeded):
-		return &blob.Error{Code: "RequestTimeout", Status: http.StatusBadRequest, Message: "Your socket connection to the server was not read from or written to within the timeout period."}
+		return errRequestTimeout
 	}
 	return blob.ErrInternal
 }

@@ -38,6 +38,13 @@ func startGateway(t *testing.T, kind string) *gateway {
 // startGatewayAuth starts the gateway with its auth section.
 func startGatewayAuth(t *testing.T, kind, auth string) *gateway {
 	t.Helper()
+	return startGatewayWith(t, kind, auth, "")
+}
+
+// startGatewayWith starts the gateway with its auth section and more
+// frontend settings (", key: value").
+func startGatewayWith(t *testing.T, kind, auth, extra string) *gateway {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts Mecha")
 	}
@@ -50,10 +57,10 @@ func startGatewayAuth(t *testing.T, kind, auth string) *gateway {
 	m := apptest.Start(t, fmt.Sprintf(`
 admin: {listen: "127.0.0.1:0"}
 frontends:
-  - {name: s3, protocol: s3, listen: "127.0.0.1:0", backend: store, auth: %s}
+  - {name: s3, protocol: s3, listen: "127.0.0.1:0", backend: store, auth: %s%s}
 backends:
   store: %s
-`, auth, backend))
+`, auth, extra, backend))
 	g.addr, g.m = apptest.Addr(t, m, "s3"), m
 	return g
 }
@@ -347,4 +354,35 @@ func TestCredentials(t *testing.T) {
 	}
 	resp, body = anon.do(t, "GET", "/open?list-type=2", "wrong", nil, nil)
 	expectError(t, resp, body, 403, "SignatureDoesNotMatch")
+}
+
+// TestStalledBody: a client that stops sending its body gets S3's
+// RequestTimeout once body_timeout passes, and nothing is stored.
+func TestStalledBody(t *testing.T) {
+	g := startGatewayWith(t, "fs", "{access_key: ak, secret_key: sk}", ", body_timeout: 200ms")
+	g.do(t, "PUT", "/bkt", "sk", nil, nil)
+	req, _ := http.NewRequest("PUT", "http://"+g.addr+"/bkt/stalled", nil)
+	req.Header.Set("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+	req.Header.Set("Content-Length", "1000")
+	signer().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: "ak", SecretAccessKey: "sk"}, req, "UNSIGNED-PAYLOAD", "s3", "us-east-1", time.Now())
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "PUT /bkt/stalled HTTP/1.1\r\nHost: %s\r\n", g.addr)
+	for k, vs := range req.Header {
+		fmt.Fprintf(c, "%s: %s\r\n", k, vs[0])
+	}
+	fmt.Fprintf(c, "\r\n%s", strings.Repeat("s", 10)) // then nothing
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	expectError(t, resp, body, 400, "RequestTimeout")
+	r2, b2 := g.do(t, "GET", "/bkt/stalled", "sk", nil, nil)
+	expectError(t, r2, b2, 404, "NoSuchKey")
 }

@@ -11,9 +11,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -232,6 +234,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (rq *request) serve() {
 	// The address first (errors name the resource), then who is asking,
 	// then what is asked.
+	if rq.r.Body != nil && rq.r.Body != http.NoBody {
+		rq.r.Body = &stallGuard{r: rq.r.Body, rc: http.NewResponseController(rq.w), d: rq.st.cfg.BodyTimeout.D()}
+	}
 	var err error
 	rq.bucket, rq.key, err = rq.st.cfg.address(rq.r)
 	if err == nil {
@@ -251,3 +256,22 @@ func (rq *request) serve() {
 		rq.writeError(err)
 	}
 }
+
+// stallGuard fails a request body that sends nothing for d: each read
+// must complete within d of its start.
+type stallGuard struct {
+	r  io.ReadCloser
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (g *stallGuard) Read(p []byte) (int, error) {
+	g.rc.SetReadDeadline(time.Now().Add(g.d))
+	n, err := g.r.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errRequestTimeout
+	}
+	return n, err
+}
+
+func (g *stallGuard) Close() error { return g.r.Close() }
