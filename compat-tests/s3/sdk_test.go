@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/url"
@@ -345,8 +349,21 @@ func TestSDKOverTLS(t *testing.T) {
 		if b := readAll(t, got.Body); !bytes.Equal(b, data) {
 			t.Fatalf("%s: read back %d bytes", alg, len(b))
 		}
-		if aws.ToString(got.ChecksumCRC32) == "" && aws.ToString(got.ChecksumCRC32C) == "" && aws.ToString(got.ChecksumSHA256) == "" {
-			t.Fatalf("%s: no checksum stored", alg)
+		// The checksum came in the body's trailer: Mecha verified and
+		// stored it, and returns it.
+		var h hash.Hash
+		var stored string
+		switch alg {
+		case types.ChecksumAlgorithmCrc32:
+			h, stored = crc32.NewIEEE(), aws.ToString(got.ChecksumCRC32)
+		case types.ChecksumAlgorithmCrc32c:
+			h, stored = crc32.New(crc32.MakeTable(crc32.Castagnoli)), aws.ToString(got.ChecksumCRC32C)
+		default:
+			h, stored = sha256.New(), aws.ToString(got.ChecksumSHA256)
+		}
+		h.Write(data)
+		if want := base64.StdEncoding.EncodeToString(h.Sum(nil)); stored != want {
+			t.Fatalf("%s: stored checksum %q, want %q", alg, stored, want)
 		}
 	}
 	up := manager.NewUploader(c, func(u *manager.Uploader) { u.PartSize = 5 << 20 })
