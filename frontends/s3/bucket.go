@@ -82,7 +82,7 @@ func (rq *request) getBucketVersioning() error {
 
 // listQuery reads prefix, delimiter and max-keys (default and cap 1000).
 func (rq *request) listQuery(maxName string) (blob.ListQuery, encoder, error) {
-	q := rq.r.URL.Query()
+	q := rq.q
 	lq := blob.ListQuery{Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter"), MaxKeys: 1000}
 	if v := q.Get(maxName); v != "" {
 		n, err := strconv.Atoi(v)
@@ -107,7 +107,7 @@ func (rq *request) listObjects() error {
 	if err != nil {
 		return err
 	}
-	marker := rq.r.URL.Query().Get("marker")
+	marker := rq.q.Get("marker")
 	lq.After = marker
 	l, err := rq.st.store.ListObjects(rq.ctx, rq.bucket, lq)
 	if err != nil {
@@ -132,7 +132,7 @@ func (rq *request) listObjectsV2() error {
 	if err != nil {
 		return err
 	}
-	q := rq.r.URL.Query()
+	q := rq.q
 	token, startAfter := q.Get("continuation-token"), q.Get("start-after")
 	lq.After = startAfter
 	if q.Has("continuation-token") {
@@ -167,7 +167,7 @@ func (rq *request) listObjectVersions() error {
 	if err != nil {
 		return err
 	}
-	q := rq.r.URL.Query()
+	q := rq.q
 	keyMarker, vidMarker := q.Get("key-marker"), q.Get("version-id-marker")
 	if vidMarker != "" && keyMarker == "" {
 		return &blob.Error{Code: "InvalidArgument", Status: http.StatusBadRequest, Message: "A version-id marker cannot be specified without a key marker."}
@@ -197,7 +197,7 @@ func (rq *request) listObjectVersions() error {
 }
 
 func (rq *request) listMultipartUploads() error {
-	q := rq.r.URL.Query()
+	q := rq.q
 	uq := blob.UploadQuery{Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter"), KeyMarker: q.Get("key-marker"),
 		UploadIDMarker: q.Get("upload-id-marker"), MaxUploads: 1000}
 	if v := q.Get("max-uploads"); v != "" {

@@ -22,7 +22,7 @@ func (rq *request) createMultipartUpload() error {
 
 // partNumber reads the partNumber parameter.
 func (rq *request) partNumber() (int, error) {
-	n, err := strconv.Atoi(rq.r.URL.Query().Get("partNumber"))
+	n, err := strconv.Atoi(rq.q.Get("partNumber"))
 	if err != nil || n < 1 || n > blob.MaxParts {
 		return 0, errInvalidPartNumber
 	}
@@ -45,7 +45,7 @@ func (rq *request) uploadPart() error {
 	if err != nil {
 		return err
 	}
-	p, err := rq.st.store.UploadPart(rq.ctx, rq.bucket, rq.key, rq.r.URL.Query().Get("uploadId"), part, body, rq.auth.DecodedLength)
+	p, err := rq.st.store.UploadPart(rq.ctx, rq.bucket, rq.key, rq.q.Get("uploadId"), part, body, rq.auth.DecodedLength)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (rq *request) uploadPartCopy() error {
 	if src.Size == 0 {
 		n = 0
 	}
-	p, err := rq.st.store.UploadPart(rq.ctx, rq.bucket, rq.key, rq.r.URL.Query().Get("uploadId"), part, src.Body, n)
+	p, err := rq.st.store.UploadPart(rq.ctx, rq.bucket, rq.key, rq.q.Get("uploadId"), part, src.Body, n)
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func (rq *request) completeMultipartUpload() error {
 	for i, p := range req.Parts {
 		parts[i] = blob.CompletePart{Number: p.PartNumber, ETag: p.ETag}
 	}
-	info, err := rq.st.store.CompleteMultipartUpload(rq.ctx, rq.bucket, rq.key, rq.r.URL.Query().Get("uploadId"), parts)
+	info, err := rq.st.store.CompleteMultipartUpload(rq.ctx, rq.bucket, rq.key, rq.q.Get("uploadId"), parts)
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func (rq *request) completeMultipartUpload() error {
 }
 
 func (rq *request) abortMultipartUpload() error {
-	if err := rq.st.store.AbortMultipartUpload(rq.ctx, rq.bucket, rq.key, rq.r.URL.Query().Get("uploadId")); err != nil {
+	if err := rq.st.store.AbortMultipartUpload(rq.ctx, rq.bucket, rq.key, rq.q.Get("uploadId")); err != nil {
 		return err
 	}
 	rq.w.WriteHeader(http.StatusNoContent)
@@ -135,7 +135,7 @@ func (rq *request) abortMultipartUpload() error {
 }
 
 func (rq *request) listParts() error {
-	q := rq.r.URL.Query()
+	q := rq.q
 	marker, max := 0, 1000
 	if v := q.Get("part-number-marker"); v != "" {
 		n, err := strconv.Atoi(v)

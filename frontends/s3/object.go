@@ -146,7 +146,7 @@ func (rq *request) objectHeaders(info *blob.Info) {
 	if len(info.Tags) > 0 {
 		h.Set("x-amz-tagging-count", strconv.Itoa(len(info.Tags)))
 	}
-	if info.Parts > 0 && rq.r.URL.Query().Has("partNumber") {
+	if info.Parts > 0 && rq.q.Has("partNumber") {
 		h.Set("x-amz-mp-parts-count", strconv.Itoa(info.Parts))
 	}
 	if strings.EqualFold(rq.r.Header.Get("x-amz-checksum-mode"), "ENABLED") {
@@ -154,7 +154,7 @@ func (rq *request) objectHeaders(info *blob.Info) {
 			h.Set("x-amz-checksum-"+strings.ToLower(alg), v)
 		}
 	}
-	q := rq.r.URL.Query()
+	q := rq.q
 	for param, name := range map[string]string{"response-content-type": "Content-Type", "response-content-language": "Content-Language",
 		"response-expires": "Expires", "response-cache-control": "Cache-Control", "response-content-disposition": "Content-Disposition",
 		"response-content-encoding": "Content-Encoding"} {
@@ -241,7 +241,7 @@ func parseRange(v string) *blob.Range {
 }
 
 func (rq *request) getObject() error {
-	if v := rq.r.URL.Query().Get("versionId"); v != "" && v != "null" {
+	if v := rq.q.Get("versionId"); v != "" && v != "null" {
 		return errNoSuchVersion
 	}
 	rng := parseRange(rq.r.Header.Get("Range"))
@@ -288,7 +288,7 @@ func (rq *request) getObject() error {
 }
 
 func (rq *request) headObject() error {
-	if v := rq.r.URL.Query().Get("versionId"); v != "" && v != "null" {
+	if v := rq.q.Get("versionId"); v != "" && v != "null" {
 		return errNoSuchVersion
 	}
 	info, err := rq.st.store.HeadObject(rq.ctx, rq.bucket, rq.key)
@@ -316,7 +316,7 @@ func (rq *request) headObject() error {
 }
 
 func (rq *request) deleteObject() error {
-	if v := rq.r.URL.Query().Get("versionId"); v != "" && v != "null" {
+	if v := rq.q.Get("versionId"); v != "" && v != "null" {
 		return errNoSuchVersion
 	}
 	if err := rq.st.store.DeleteObject(rq.ctx, rq.bucket, rq.key); err != nil {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -197,6 +198,7 @@ type request struct {
 	bucket string
 	key    string
 	auth   *sigv4.Result
+	q      url.Values // the query, parsed once
 	failed bool
 }
 
@@ -248,7 +250,8 @@ func (rq *request) serve() {
 	}
 	defer rq.auth.Body.Close()
 	var handler func(*request) error
-	rq.op, handler, err = route(rq.r.Method, rq.bucket, rq.key, rq.r.URL.Query(), rq.r.Header)
+	rq.q = rq.r.URL.Query()
+	rq.op, handler, err = route(rq.r.Method, rq.bucket, rq.key, rq.q, rq.r.Header)
 	if err == nil {
 		err = handler(rq)
 	}
