@@ -6,9 +6,11 @@ package frontends
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/configs"
@@ -129,4 +131,29 @@ func Listen(ctx context.Context, protocol, name, addr string, health *backends.H
 		return nil, fmt.Errorf("%s frontend %s: listen: %w", protocol, name, err)
 	}
 	return ln, nil
+}
+
+// AcceptLoop accepts connections on ln and hands each to handle, until ln
+// is closed. Transient failures (out of file descriptors) back off as
+// net/http does instead of spinning.
+func AcceptLoop(ln net.Listener, log *slog.Logger, handle func(net.Conn)) {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff < time.Second {
+				backoff *= 2
+			}
+			log.Warn("accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		handle(nc)
+	}
 }

@@ -307,8 +307,10 @@ func (mc *muxConn) consume(p []byte) error {
 		}
 		call.Sink.Deliver(call, p[from:i])
 		from = i
-		pendingPool.Put(e)
+		// Off the queue before it can be reused: the watchdog reads the
+		// queue's head under mc.mu.
 		mc.pop()
+		pendingPool.Put(e)
 		call.Sink.Done(call, nil)
 		e = mc.current()
 	}

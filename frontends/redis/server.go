@@ -6,7 +6,6 @@ package redis
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -204,59 +203,45 @@ func (s *Server) Reload(cfg any, env frontends.Env) error {
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		nc, err := s.ln.Accept()
-		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off, as net/http does.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff < time.Second {
-				backoff *= 2
-			}
-			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		s.accepted.Inc()
-		st := s.set.Load()
-		if s.nclients.Load() >= int64(st.cfg.Limits.MaxClients) {
-			s.rejected.Inc()
-			nc.SetWriteDeadline(time.Now().Add(time.Second))
-			nc.Write([]byte("-ERR max number of clients reached\r\n"))
-			nc.Close()
-			continue
-		}
-		if st.tls != nil {
-			nc = tls.Server(nc, st.tls)
-		}
-		c := newConn(s, nc)
-		if s.ready != nil && st.tls == nil {
-			s.ready.add(c)
-		}
-		s.mu.Lock()
-		if s.closing.Load() {
-			s.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		s.conns[c.id] = c
-		s.mu.Unlock()
-		s.nclients.Add(1)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c.id)
-			s.mu.Unlock()
-			s.nclients.Add(-1)
-		}()
+	frontends.AcceptLoop(s.ln, s.log, s.accept)
+}
+
+// accept starts serving one client.
+func (s *Server) accept(nc net.Conn) {
+	s.accepted.Inc()
+	st := s.set.Load()
+	if s.nclients.Load() >= int64(st.cfg.Limits.MaxClients) {
+		s.rejected.Inc()
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		nc.Write([]byte("-ERR max number of clients reached\r\n"))
+		nc.Close()
+		return
 	}
+	if st.tls != nil {
+		nc = tls.Server(nc, st.tls)
+	}
+	c := newConn(s, nc)
+	if s.ready != nil && st.tls == nil {
+		s.ready.add(c)
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c.id] = c
+	s.mu.Unlock()
+	s.nclients.Add(1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c.id)
+		s.mu.Unlock()
+		s.nclients.Add(-1)
+	}()
 }
 
 // Stop stops accepting, lets each client finish the commands it has sent,

@@ -8,9 +8,11 @@ import (
 	_ "github.com/mecha-gateway/mecha/backends/fs"
 	_ "github.com/mecha-gateway/mecha/backends/memcached"
 	_ "github.com/mecha-gateway/mecha/backends/memory"
+	_ "github.com/mecha-gateway/mecha/backends/mysql"
 	_ "github.com/mecha-gateway/mecha/backends/redis"
 	_ "github.com/mecha-gateway/mecha/backends/rediscluster"
 	_ "github.com/mecha-gateway/mecha/backends/s3"
+	_ "github.com/mecha-gateway/mecha/frontends/mysql"
 	_ "github.com/mecha-gateway/mecha/frontends/redis"
 	_ "github.com/mecha-gateway/mecha/frontends/s3"
 )
