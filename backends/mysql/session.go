@@ -37,14 +37,14 @@ type session struct {
 
 var _ backends.MySQLSession = (*session)(nil)
 
-func (s *session) Reader() *bufio.Reader        { return s.br }
-func (s *session) Writer() *bufio.Writer        { return s.bw }
-func (s *session) Caps() uint32                 { return s.caps }
-func (s *session) OK() []byte                   { return s.ok }
-func (s *session) ConnID() uint32               { return s.connID }
+func (s *session) Reader() *bufio.Reader         { return s.br }
+func (s *session) Writer() *bufio.Writer         { return s.bw }
+func (s *session) Caps() uint32                  { return s.caps }
+func (s *session) OK() []byte                    { return s.ok }
+func (s *session) ConnID() uint32                { return s.connID }
 func (s *session) SetDeadline(t time.Time) error { return s.conn.SetDeadline(t) }
-func (s *session) Release()                     { s.b.release(s) }
-func (s *session) Close()                       { s.discard() }
+func (s *session) Release()                      { s.b.release(s) }
+func (s *session) Close()                        { s.discard() }
 
 // discard closes the connection, once.
 func (s *session) discard() {

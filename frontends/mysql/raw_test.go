@@ -14,10 +14,10 @@ import (
 // rawClient speaks the protocol packet by packet, to check what goes over
 // the wire and to send what no driver sends.
 type rawClient struct {
-	t      testing.TB
-	c      net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
+	t        testing.TB
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
 	caps     uint32
 	connID   uint32
 	scramble []byte

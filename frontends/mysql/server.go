@@ -81,8 +81,8 @@ type Server struct {
 	// Logins by method: mysql_native_password, and caching_sha2_password's
 	// fast and full paths.
 	authNative, authFast, authFull metrics.Counter
-	protoErrs metrics.Counter
-	upLost    metrics.Counter
+	protoErrs                      metrics.Counter
+	upLost                         metrics.Counter
 }
 
 var (
