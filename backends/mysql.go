@@ -3,6 +3,7 @@ package backends
 import (
 	"bufio"
 	"context"
+	"net"
 	"time"
 )
 
@@ -63,6 +64,9 @@ type MySQLSession interface {
 	SetDeadline(t time.Time) error
 	// ConnID is the upstream's connection id (for KILL).
 	ConnID() uint32
+	// NetConn is the connection to the upstream (under TLS, if any), for
+	// watching it for the server's hang-up.
+	NetConn() net.Conn
 	// Release returns an idle session, between commands, to the backend's
 	// pool; it is reset before its next use. Close discards it instead.
 	Release()

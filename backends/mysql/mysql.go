@@ -94,21 +94,26 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DialFunc opens a connection to the upstream.
+type DialFunc func(ctx context.Context) (net.Conn, error)
+
 // Backend is a MySQL-protocol upstream.
 type Backend struct {
 	cfg    *Config
+	dialer DialFunc
 	name   string
 	log    *slog.Logger
 	tls    *tls.Config
 	health backends.HealthCell
 	server atomic.Pointer[backends.MySQLServer]
 
-	mu    sync.Mutex
-	idle  []*session // most recently released last
-	open  int
-	stop  chan struct{}
-	done  sync.WaitGroup
-	close sync.Once
+	mu     sync.Mutex
+	idle   []*session // most recently released last
+	open   int
+	stop   chan struct{}
+	done   sync.WaitGroup
+	resets sync.WaitGroup // sessions being reset on their way to the pool
+	close  sync.Once
 
 	dials      metrics.Counter
 	dialErrors metrics.Counter
@@ -124,7 +129,14 @@ var (
 
 // New builds the backend; nothing connects before Start.
 func New(cfg *Config, env backends.Env) (*Backend, error) {
-	b := &Backend{cfg: cfg, name: env.Name, log: env.Logger, stop: make(chan struct{})}
+	return NewWithDialer(cfg, env, nil)
+}
+
+// NewWithDialer builds a backend that reaches its upstream through dial
+// instead of TCP to cfg.Addr (which then only names it in messages): an
+// engine inside the process, for one.
+func NewWithDialer(cfg *Config, env backends.Env, dial DialFunc) (*Backend, error) {
+	b := &Backend{cfg: cfg, dialer: dial, name: env.Name, log: env.Logger, stop: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -151,8 +163,11 @@ func (b *Backend) Start(ctx context.Context) error {
 // Close closes idle sessions and stops the health checks. Sessions in use
 // are closed by their clients' frontends.
 func (b *Backend) Close() error {
+	b.mu.Lock()
 	b.close.Do(func() { close(b.stop) })
+	b.mu.Unlock()
 	b.done.Wait()
+	b.resets.Wait()
 	b.mu.Lock()
 	idle := b.idle
 	b.idle = nil
@@ -190,7 +205,7 @@ func (b *Backend) check(ctx context.Context) {
 	if err == nil {
 		err = s.ping(ctx)
 		if err == nil {
-			s.Release()
+			b.repool(s)
 		} else {
 			s.Close()
 		}
@@ -254,7 +269,7 @@ func (b *Backend) Server(ctx context.Context) (backends.MySQLServer, error) {
 	if err != nil {
 		return backends.MySQLServer{}, err
 	}
-	s.Release()
+	b.repool(s)
 	return *b.server.Load(), nil
 }
 
@@ -301,9 +316,35 @@ func (b *Backend) idleWith(caps uint32) *session {
 	return nil
 }
 
-// release keeps s for reuse, or closes it when the pool is full.
+// release takes back a session a client has left: it is reset at once,
+// in the background, so that the client's transaction is rolled back and
+// its locks released now, not when the session is next used, and then
+// kept for reuse (or closed if the reset fails or the pool is full).
 func (b *Backend) release(s *session) {
-	s.idleSince = time.Now()
+	b.mu.Lock()
+	select {
+	case <-b.stop:
+		b.mu.Unlock()
+		s.discard()
+		return
+	default:
+	}
+	b.resets.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.resets.Done()
+		if err := s.reset(); err != nil {
+			b.resetFails.Inc()
+			s.discard()
+			return
+		}
+		s.idleSince = time.Now()
+		b.repool(s)
+	}()
+}
+
+// repool puts an idle session back as it is (the health check's).
+func (b *Backend) repool(s *session) {
 	b.mu.Lock()
 	if len(b.idle) < b.cfg.MaxIdle {
 		select {
@@ -361,8 +402,14 @@ func (b *Backend) dial(ctx context.Context, p backends.MySQLSessionParams) (*ses
 func (b *Backend) connect(ctx context.Context, p backends.MySQLSessionParams) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.ConnectTimeout.D())
 	defer cancel()
-	d := net.Dialer{KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", b.cfg.Addr)
+	var conn net.Conn
+	var err error
+	if b.dialer != nil {
+		conn, err = b.dialer(ctx)
+	} else {
+		d := net.Dialer{KeepAlive: 30 * time.Second}
+		conn, err = d.DialContext(ctx, "tcp", b.cfg.Addr)
+	}
 	if err != nil {
 		return nil, wire.Errorf(wire.CrConnectionError, "HY000", "Can't connect to MySQL server on '%s' (%v)", b.cfg.Addr, unwrapNet(err))
 	}

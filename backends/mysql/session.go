@@ -42,6 +42,7 @@ func (s *session) Writer() *bufio.Writer         { return s.bw }
 func (s *session) Caps() uint32                  { return s.caps }
 func (s *session) OK() []byte                    { return s.ok }
 func (s *session) ConnID() uint32                { return s.connID }
+func (s *session) NetConn() net.Conn             { return s.raw }
 func (s *session) SetDeadline(t time.Time) error { return s.conn.SetDeadline(t) }
 func (s *session) Release()                      { s.b.release(s) }
 func (s *session) Close()                        { s.discard() }
@@ -260,6 +261,26 @@ func (s *session) ChangeUser(ctx context.Context, p backends.MySQLSessionParams)
 		return err
 	}
 	return s.finishAuth(plugin, s.scramble, 1)
+}
+
+// reset ends whatever the session's last client left behind: its
+// transaction is rolled back, its locks (row, table, GET_LOCK) released,
+// temporary tables, variables and prepared statements dropped. It uses
+// COM_RESET_CONNECTION, or COM_CHANGE_USER where the server lacks it.
+func (s *session) reset() error {
+	_ = s.conn.SetDeadline(time.Now().Add(s.b.cfg.ConnectTimeout.D()))
+	defer s.conn.SetDeadline(time.Time{})
+	if err := s.write(0, []byte{wire.ComResetConnection}); err != nil {
+		return err
+	}
+	pkt, _, err := s.read()
+	if err != nil {
+		return err
+	}
+	if len(pkt) > 0 && pkt[0] == wire.HeaderOK {
+		return nil
+	}
+	return s.ChangeUser(context.Background(), backends.MySQLSessionParams{Collation: wire.DefaultCollation})
 }
 
 // ping sends COM_PING and reads its answer.

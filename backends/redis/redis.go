@@ -23,6 +23,7 @@ import (
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/backends/metrics"
 	"github.com/mecha-gateway/mecha/configs"
+	"github.com/mecha-gateway/mecha/frontends/netio"
 	"github.com/mecha-gateway/mecha/frontends/redis/resp"
 )
 
@@ -359,6 +360,7 @@ func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
 		b.dialErrors.Inc()
 		return nil, fmt.Errorf("%w: dial %s: %v", backends.ErrUnavailable, b.cfg.Addr, errText(err))
 	}
+	nc = netio.Wrap(nc)
 	if b.tls != nil {
 		tc := tls.Client(nc, b.tls)
 		hctx, cancel := context.WithTimeout(ctx, b.cfg.DialTimeout.D())

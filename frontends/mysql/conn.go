@@ -60,8 +60,10 @@ type conn struct {
 	ubw          *bufio.Writer
 	upID         atomic.Uint32
 	deprecateEOF bool
-	clean        bool  // between commands: the session may go back to the pool
-	seq          uint8 // sequence id of the last packet sent to the client
+	unwatch      func()      // stops the hang-up watch of the upstream session
+	upDead       atomic.Bool // the server closed the upstream session
+	clean        bool        // between commands: the session may go back to the pool
+	seq          uint8       // sequence id of the last packet sent to the client
 
 	state      atomic.Int32
 	lastActive atomic.Int64
@@ -110,8 +112,11 @@ func (c *conn) serve() {
 func (c *conn) finish() {
 	c.state.Store(stateClosed)
 	_ = c.nc.Close()
+	if c.unwatch != nil {
+		c.unwatch()
+	}
 	if c.up != nil {
-		if c.clean {
+		if c.clean && !c.upDead.Load() {
 			if c.ubw.Flush() == nil {
 				c.up.Release()
 				return
@@ -150,7 +155,7 @@ func (c *conn) checkIdle() {
 	if !c.state.CompareAndSwap(stateIdle, stateChecking) {
 		return
 	}
-	if c.up != nil && !c.up.Alive() {
+	if c.up != nil && (c.upDead.Load() || !c.up.Alive()) {
 		c.state.Store(stateClosed)
 		c.s.upLost.Inc()
 		c.s.log.Debug("mysql upstream session ended while the client was idle", "conn", c.id)
@@ -263,6 +268,7 @@ func (c *conn) handshake() error {
 	c.up, c.ubr, c.ubw = up, up.Reader(), up.Writer()
 	c.deprecateEOF = up.Caps()&wire.ClientDeprecateEOF != 0
 	c.upID.Store(up.ConnID() | 1<<31) // never 0 once attached
+	c.unwatch = c.s.hup.Add(up.NetConn(), c.id)
 	c.writePacket(next, up.OK())
 	if err := c.bw.Flush(); err != nil {
 		return err
@@ -394,6 +400,12 @@ func (c *conn) loop() {
 	for {
 		c.lastActive.Store(time.Now().UnixNano())
 		if c.stopping.Load() {
+			return
+		}
+		if c.upDead.Load() {
+			// Closed by the server during the last command: end the
+			// client's connection as the server ended the session.
+			c.s.upLost.Inc()
 			return
 		}
 		if !c.state.CompareAndSwap(stateBusy, stateIdle) {

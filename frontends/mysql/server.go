@@ -27,6 +27,7 @@ import (
 	"github.com/mecha-gateway/mecha/backends/metrics"
 	"github.com/mecha-gateway/mecha/frontends"
 	"github.com/mecha-gateway/mecha/frontends/mysql/wire"
+	"github.com/mecha-gateway/mecha/frontends/netio"
 )
 
 func init() {
@@ -62,6 +63,7 @@ type Server struct {
 	nextID  atomic.Uint32
 	nconns  atomic.Int64
 	sweep   chan struct{}
+	hup     *netio.HangupWatcher // nil where unsupported: the sweeper polls
 
 	// sha2Cache holds, per user, the password that last passed
 	// caching_sha2_password's full authentication, as MySQL's cache does:
@@ -158,6 +160,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.addr = ln.Addr()
+	if w, err := netio.NewHangupWatcher(s.upstreamHangup); err == nil {
+		s.hup = w
+	}
 	s.health.Set(backends.StateUp, "")
 	s.wg.Add(2)
 	go func() {
@@ -233,6 +238,15 @@ func (s *Server) lookup(id uint32) *conn {
 	return s.conns[id]
 }
 
+// upstreamHangup is told that the upstream session of connection id was
+// closed by the server.
+func (s *Server) upstreamHangup(id uint32) {
+	if c := s.lookup(id); c != nil {
+		c.upDead.Store(true)
+		c.checkIdle()
+	}
+}
+
 // sweepInterval is how often idle clients' upstream sessions are checked.
 const sweepInterval = time.Second
 
@@ -295,6 +309,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.mu.Unlock()
 		<-done
 	}
+	s.hup.Close()
 	s.health.Set(backends.StateDown, "stopped")
 	return nil
 }

@@ -49,19 +49,12 @@ func Wrap(c net.Conn) net.Conn {
 }
 
 func (c *Conn) doRead(fd uintptr) bool {
-	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(ptr(c.rbuf)), uintptr(len(c.rbuf)))
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		case 0:
-			c.rn = int(r)
-		}
-		c.rerr = e
-		return true
+	n, e := Read(fd, c.rbuf)
+	if e == syscall.EAGAIN {
+		return false
 	}
+	c.rn, c.rerr = n, e
+	return true
 }
 
 // Read reads like net.Conn's Read.
@@ -86,15 +79,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 func (c *Conn) doWrite(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
-		rest := c.wbuf[c.wn:]
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(ptr(rest)), uintptr(len(rest)))
+		n, e := Write(fd, c.wbuf[c.wn:])
 		switch e {
-		case syscall.EINTR:
-			continue
 		case syscall.EAGAIN:
 			return false
 		case 0:
-			c.wn += int(r)
+			c.wn += n
 			continue
 		}
 		c.werr = e
@@ -125,4 +115,33 @@ func (c *Conn) opError(op string, err error) error {
 		return err
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// Read reads from a non-blocking fd without entering the scheduler's
+// syscall state (see the package comment); EINTR is retried.
+func Read(fd uintptr, p []byte) (int, syscall.Errno) {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(ptr(p)), uintptr(len(p)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), 0
+	}
+}
+
+// Write writes to a non-blocking fd like Read.
+func Write(fd uintptr, p []byte) (int, syscall.Errno) {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(ptr(p)), uintptr(len(p)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), 0
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mecha-gateway/mecha/frontends/netio"
 )
 
 // outbox serialises everything written to one client: replies a
@@ -100,15 +102,12 @@ func (o *outbox) tryWrite(b []byte) (int, error) {
 
 func (o *outbox) writeFD(fd uintptr) bool {
 	for len(o.wb) > 0 {
-		m, e := syscall.Write(int(fd), o.wb)
-		if e == syscall.EINTR {
-			continue
-		}
+		m, e := netio.Write(fd, o.wb)
 		if m > 0 {
 			o.wn += m
 			o.wb = o.wb[m:]
 		}
-		if e != nil {
+		if e != 0 {
 			if e != syscall.EAGAIN {
 				o.werr = e
 			}

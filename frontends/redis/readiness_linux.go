@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+
+	"github.com/mecha-gateway/mecha/frontends/netio"
 )
 
 // readiness is an edge-triggered epoll instance of the frontend's own that
@@ -183,12 +185,12 @@ func (c *conn) readRaw(buf []byte) (int, error) {
 }
 
 func (c *conn) readFD(fd uintptr) bool {
-	for {
-		c.rn, c.rerr = syscall.Read(int(fd), c.rbuf)
-		if c.rerr != syscall.EINTR {
-			return true
-		}
+	n, e := netio.Read(fd, c.rbuf)
+	c.rn, c.rerr = n, nil
+	if e != 0 {
+		c.rerr = e
 	}
+	return true
 }
 
 // wakeFromPoller wakes a client whose socket has data. A client that was
