@@ -25,12 +25,13 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 ## bench: Mecha side by side with the direct backend and a peer (see docs/performance.md);
-## BENCH=redis or BENCH=s3 runs one harness, BENCHFLAGS go to each harness run,
-## REDISBENCHFLAGS and S3BENCHFLAGS to one
-BENCH ?= redis s3
+## BENCH=redis, BENCH=s3 or BENCH=mysql runs one harness, BENCHFLAGS go to each harness run,
+## REDISBENCHFLAGS, S3BENCHFLAGS and MYSQLBENCHFLAGS to one
+BENCH ?= redis s3 mysql
 bench: build
 	$(if $(filter redis,$(BENCH)),$(GO) run ./bench/redisbench -mecha $(BIN) $(BENCHFLAGS) $(REDISBENCHFLAGS))
 	$(if $(filter s3,$(BENCH)),$(GO) run ./bench/s3bench -mecha $(BIN) $(BENCHFLAGS) $(S3BENCHFLAGS))
+	$(if $(filter mysql,$(BENCH)),$(GO) run ./bench/mysqlbench -mecha $(BIN) $(BENCHFLAGS) $(MYSQLBENCHFLAGS))
 
 ## lint: formatting and vet
 lint:
