@@ -46,11 +46,14 @@ type Config struct {
 	RewritePercentage int          `yaml:"rewrite_percentage"`
 	// Databases is the number of logical databases.
 	Databases int `yaml:"databases"`
+	// SQL configures the MySQL-dialect engine, used when a MySQL frontend
+	// is served from this backend.
+	SQL SQLConfig `yaml:"sql"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
-	return &Config{Fsync: "everysec", RewriteMinSize: 64 << 20, RewritePercentage: 100, Databases: 16}
+	return &Config{Fsync: "everysec", RewriteMinSize: 64 << 20, RewritePercentage: 100, Databases: 16, SQL: defaultSQLConfig()}
 }
 
 // Validate checks the values.
@@ -91,6 +94,7 @@ type Store struct {
 
 	aof         *aof
 	extraConfig map[string]string
+	sql         sqlSide
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -166,15 +170,16 @@ func (s *Store) Start(ctx context.Context) error {
 // Close stops background work and, with persistence, writes and syncs
 // what is left of the log: after a clean shutdown nothing is lost.
 func (s *Store) Close() error {
+	sqlErr := s.closeSQL()
 	if !s.started.Swap(false) {
-		return nil
+		return sqlErr
 	}
 	close(s.stop)
 	s.done.Wait()
 	if s.aof != nil {
-		return s.aof.close()
+		return errors.Join(sqlErr, s.aof.close())
 	}
-	return nil
+	return sqlErr
 }
 
 // Health reports UP once the log is loaded.
@@ -391,6 +396,7 @@ func (s *Store) Stats(ctx context.Context) kv.Stats {
 
 // CollectMetrics exports the store's metrics.
 func (s *Store) CollectMetrics(w *metrics.Writer) {
+	s.collectSQL(w)
 	l := metrics.Label{Name: "backend", Value: s.name}
 	s.mu.Lock()
 	keys := 0

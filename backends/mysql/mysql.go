@@ -120,6 +120,46 @@ type Backend struct {
 	reuses     metrics.Counter
 	resetFails metrics.Counter
 	refused    metrics.Counter
+	noReuse    atomic.Bool // the upstream cannot reset a session for another client
+
+	// applyCollation sets the client's collation with SET NAMES after
+	// login, for upstreams that ignore the handshake's (the embedded
+	// engine); collNames caches the names of collation ids.
+	applyCollation bool
+	collMu         sync.Mutex
+	collNames      map[uint8]string
+}
+
+// ApplyCollation makes sessions set the client's collation with SET NAMES
+// after login, for an upstream that ignores the handshake's. Call it
+// before Start.
+func (b *Backend) ApplyCollation() { b.applyCollation = true }
+
+// setNames applies a collation id to a fresh session.
+func (s *session) setNames(coll uint8) error {
+	b := s.b
+	b.collMu.Lock()
+	name, ok := b.collNames[coll]
+	b.collMu.Unlock()
+	if !ok {
+		rows, err := s.query(fmt.Sprintf("SELECT CONCAT(CHARACTER_SET_NAME, ', collation_connection = ', COLLATION_NAME) FROM information_schema.COLLATIONS WHERE ID = %d", coll))
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil // unknown here: the server's default stays
+		}
+		name = rows[0]
+		b.collMu.Lock()
+		if b.collNames == nil {
+			b.collNames = map[uint8]string{}
+		}
+		b.collNames[coll] = name
+		b.collMu.Unlock()
+	}
+	// SET NAMES x COLLATE y would do, but go-mysql-server ignores COLLATE.
+	_, err := s.query("SET NAMES " + name)
+	return err
 }
 
 var (
@@ -168,13 +208,7 @@ func (b *Backend) Close() error {
 	b.mu.Unlock()
 	b.done.Wait()
 	b.resets.Wait()
-	b.mu.Lock()
-	idle := b.idle
-	b.idle = nil
-	b.mu.Unlock()
-	for _, s := range idle {
-		s.discard()
-	}
+	b.drainIdle()
 	return nil
 }
 
@@ -238,6 +272,17 @@ func (b *Backend) take(ctx context.Context) (*session, error) {
 	return b.dial(ctx, backends.MySQLSessionParams{Caps: wire.Understood, Collation: wire.DefaultCollation})
 }
 
+// drainIdle closes every idle session.
+func (b *Backend) drainIdle() {
+	b.mu.Lock()
+	idle := b.idle
+	b.idle = nil
+	b.mu.Unlock()
+	for _, s := range idle {
+		s.discard()
+	}
+}
+
 // expire closes sessions idle past the idle timeout.
 func (b *Backend) expire() {
 	limit := time.Now().Add(-b.cfg.IdleTimeout.D())
@@ -276,7 +321,7 @@ func (b *Backend) Server(ctx context.Context) (backends.MySQLServer, error) {
 // Session returns a session for a client: an idle one with the same
 // capabilities, reset for p, or a new one.
 func (b *Backend) Session(ctx context.Context, p backends.MySQLSessionParams) (backends.MySQLSession, error) {
-	for {
+	for !b.noReuse.Load() {
 		s := b.idleWith(p.Caps)
 		if s == nil {
 			break
@@ -288,6 +333,16 @@ func (b *Backend) Session(ctx context.Context, p backends.MySQLSessionParams) (b
 		if err := s.ChangeUser(ctx, p); err != nil {
 			s.discard()
 			var werr *wire.Error
+			if errors.As(err, &werr) && werr.Code == wire.ErUnknownComError {
+				// No COM_CHANGE_USER here (Vitess, the embedded engine):
+				// sessions cannot be set up for another client, so none is
+				// kept for reuse.
+				if !b.noReuse.Swap(true) {
+					b.log.Info("upstream has no COM_CHANGE_USER: sessions are not reused", "addr", b.cfg.Addr)
+				}
+				b.drainIdle()
+				break
+			}
 			if errors.As(err, &werr) {
 				// The server refused the reset itself (an unknown
 				// database): a new session would be refused the same way.
@@ -321,6 +376,10 @@ func (b *Backend) idleWith(caps uint32) *session {
 // its locks released now, not when the session is next used, and then
 // kept for reuse (or closed if the reset fails or the pool is full).
 func (b *Backend) release(s *session) {
+	if b.noReuse.Load() {
+		s.discard()
+		return
+	}
 	b.mu.Lock()
 	select {
 	case <-b.stop:

@@ -139,7 +139,13 @@ func (s *session) login(p backends.MySQLSessionParams) error {
 	if err := s.write(seq, resp.AppendPayload(nil)); err != nil {
 		return err
 	}
-	return s.finishAuth(plugin, s.scramble, seq+1)
+	if err := s.finishAuth(plugin, s.scramble, seq+1); err != nil {
+		return err
+	}
+	if s.b.applyCollation && p.Collation != 0 {
+		return s.setNames(p.Collation)
+	}
+	return nil
 }
 
 // authResponse answers a scramble for plugin.
@@ -281,6 +287,56 @@ func (s *session) reset() error {
 		return nil
 	}
 	return s.ChangeUser(context.Background(), backends.MySQLSessionParams{Collation: wire.DefaultCollation})
+}
+
+// query runs a statement of Mecha's own on the session and returns the
+// first column of its rows as text.
+func (s *session) query(q string) ([]string, error) {
+	if err := s.write(0, append([]byte{wire.ComQuery}, q...)); err != nil {
+		return nil, err
+	}
+	pkt, _, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	switch pkt[0] {
+	case wire.HeaderOK:
+		return nil, nil
+	case wire.HeaderErr:
+		return nil, wire.ParseError(pkt)
+	}
+	cols, _, ok := wire.LenEnc(pkt)
+	if !ok {
+		return nil, wire.ErrMalformed
+	}
+	deprecate := s.caps&wire.ClientDeprecateEOF != 0
+	skip := int(cols)
+	if !deprecate {
+		skip++
+	}
+	for range skip {
+		if _, _, err := s.read(); err != nil {
+			return nil, err
+		}
+	}
+	var out []string
+	for {
+		pkt, _, err := s.read()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case len(pkt) > 0 && pkt[0] == wire.HeaderErr:
+			return nil, wire.ParseError(pkt)
+		case len(pkt) > 0 && pkt[0] == wire.HeaderEOF && len(pkt) < wire.MaxPacketLength:
+			return out, nil
+		}
+		v, _, ok := wire.LenEncString(pkt)
+		if !ok {
+			v = nil // NULL
+		}
+		out = append(out, string(v))
+	}
 }
 
 // ping sends COM_PING and reads its answer.

@@ -198,34 +198,40 @@ func reload(m *app.Mecha, path string, log *slog.Logger) {
 
 // loginHint tells the operator how clients log in to a frontend.
 func loginHint(cfg *configs.Config, protocol, name string) string {
+	var n configs.Node
+	for _, f := range cfg.Frontends {
+		if v, _ := f.Scalar("name"); v == name {
+			n = f
+		}
+	}
+	if n.IsZero() {
+		return ""
+	}
 	switch protocol {
 	case "redis":
-		for _, n := range cfg.Frontends {
-			if v, _ := n.Scalar("name"); v == name {
-				if n.Has("auth") {
-					return "AUTH required"
-				}
-			}
+		if n.Has("auth") {
+			return "AUTH required"
 		}
 		return "no password"
 	case "s3":
-		for _, n := range cfg.Frontends {
-			if v, _ := n.Scalar("name"); v == name {
-				c := s3fe.DefaultConfig()
-				if n.Decode(c) != nil {
-					return ""
-				}
-				hint := "access key " + c.Auth.AccessKey
-				if c.Auth.SecretKey == s3fe.DefaultConfig().Auth.SecretKey {
-					// The well-known default, as a fresh local install prints it.
-					hint += ", secret " + string(c.Auth.SecretKey)
-				}
-				if c.Auth.Anonymous {
-					hint += "; anonymous requests allowed"
-				}
-				return hint
-			}
+		c := s3fe.DefaultConfig()
+		if n.Decode(c) != nil {
+			return ""
 		}
+		hint := "access key " + c.Auth.AccessKey
+		if c.Auth.SecretKey == s3fe.DefaultConfig().Auth.SecretKey {
+			// The well-known default, as a fresh local install prints it.
+			hint += ", secret " + string(c.Auth.SecretKey)
+		}
+		if c.Auth.Anonymous {
+			hint += "; anonymous requests allowed"
+		}
+		return hint
+	case "mysql":
+		if n.Has("auth") {
+			return "users from auth"
+		}
+		return "user root, empty password"
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "github.com/go-sql-driver/mysql"
 
 	"github.com/mecha-gateway/mecha/backends/redis/redistest"
 )
@@ -234,20 +237,24 @@ func TestRunDefaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("binds default ports")
 	}
-	for _, port := range []int{6380, 9000, 34999} {
+	for _, port := range []int{6380, 9000, 3307, 34999} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			t.Skipf("port %d busy", port)
 		}
 		l.Close()
 	}
-	p := startMechaIn(t, t.TempDir(), "run")
+	dir := t.TempDir()
+	p := startMechaIn(t, dir, "run")
 	line := p.waitLog(t, "listening")
 	if !strings.Contains(line, "addr=127.0.0.1:6380") || !strings.Contains(line, `login="no password"`) {
 		t.Fatalf("listening line: %s", line)
 	}
 	if line := p.waitLog(t, "frontend=s3"); !strings.Contains(line, "addr=127.0.0.1:9000") || !strings.Contains(line, "access key mecha, secret mecha-secret") {
 		t.Fatalf("S3 listening line: %s", line)
+	}
+	if line := p.waitLog(t, "frontend=mysql"); !strings.Contains(line, "addr=127.0.0.1:3307") || !strings.Contains(line, `login="user root, empty password"`) {
+		t.Fatalf("MySQL listening line: %s", line)
 	}
 	p.waitLog(t, "admin endpoint")
 	p.waitLog(t, "mecha ready")
@@ -271,6 +278,24 @@ func TestRunDefaults(t *testing.T) {
 	if resp.StatusCode != 403 || !strings.Contains(string(body), "<Code>AccessDenied</Code>") {
 		t.Fatalf("unsigned S3 request: %d %s", resp.StatusCode, body)
 	}
+	// The MySQL frontend answers on 3307 from the embedded engine, with no
+	// database server anywhere, and keeps its data under the directory.
+	db, err := sql.Open("mysql", "root:@tcp(127.0.0.1:3307)/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v string
+	if err := db.QueryRow("SELECT VERSION()").Scan(&v); err != nil || !strings.Contains(v, "mecha") {
+		t.Fatalf("MySQL endpoint: %q, %v", v, err)
+	}
+	if _, err := db.Exec("CREATE TABLE kept (id INT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	p.cmd.Process.Signal(syscall.SIGINT)
 	<-p.done
+	if _, err := os.Stat(filepath.Join(dir, "mecha-data", "embedded-sql", "sql", "snapshot.sql")); err != nil {
+		t.Fatalf("SQL snapshot: %v", err)
+	}
 }

@@ -164,6 +164,15 @@ func (s *Server) Start(ctx context.Context) error {
 		s.hup = w
 	}
 	s.health.Set(backends.StateUp, "")
+	// Learn the upstream's handshake (or open an embedded engine) now
+	// rather than at the first client.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), st.cfg.ConnectTimeout.D())
+		defer cancel()
+		if _, err := st.backend.Server(ctx); err != nil {
+			s.log.Warn("mysql backend not reachable yet", "err", err)
+		}
+	}()
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
