@@ -8,8 +8,10 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 all: build
 
+## build: bin/mecha, and bin/mecha-sqlengine, the embedded SQL engine it starts when needed
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mecha
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(dir $(BIN))mecha-sqlengine ./cmd/mecha-sqlengine
 
 ## run: start Mecha on its built-in defaults (or CONFIG=file.yaml)
 run: build

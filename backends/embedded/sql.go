@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mecha-gateway/mecha/backends"
-	"github.com/mecha-gateway/mecha/backends/embedded/sqlengine"
 	"github.com/mecha-gateway/mecha/backends/metrics"
 	mysqlb "github.com/mecha-gateway/mecha/backends/mysql"
 	"github.com/mecha-gateway/mecha/configs"
@@ -43,17 +42,17 @@ func defaultSQLConfig() SQLConfig {
 	return SQLConfig{LockWaitTimeout: configs.Duration(50 * time.Second), SnapshotInterval: configs.Duration(time.Second)}
 }
 
-// sqlSide is the SQL engine, opened when a MySQL frontend first asks for
+// sqlSide is the SQL engine, started when a MySQL frontend first asks for
 // it, and the upstream-session pool the frontend relays through to it.
 type sqlSide struct {
 	mu  sync.Mutex
-	eng *sqlengine.Engine
+	eng *engineProcess
 	be  *mysqlb.Backend
 }
 
 var _ backends.MySQLPassthrough = (*Store)(nil)
 
-// sqlBackend opens the engine at the first need.
+// sqlBackend starts the engine at the first need.
 func (s *Store) sqlBackend(ctx context.Context) (*mysqlb.Backend, error) {
 	s.sql.mu.Lock()
 	defer s.sql.mu.Unlock()
@@ -67,29 +66,24 @@ func (s *Store) sqlBackend(ctx context.Context) (*mysqlb.Backend, error) {
 	if s.cfg.persistent() {
 		dir = filepath.Join(s.dir, "sql")
 	}
-	eng, err := sqlengine.Open(sqlengine.Options{
-		Dir:              dir,
-		LockWaitTimeout:  s.cfg.SQL.LockWaitTimeout.D(),
-		SnapshotInterval: s.cfg.SQL.SnapshotInterval.D(),
-		Logger:           s.log.With("engine", "sql"),
-	})
+	eng, err := startEngine(ctx, s.name, dir, s.cfg.SQL, s.log)
 	if err != nil {
-		s.log.Error("embedded SQL engine failed to open", "dir", dir, "err", err)
+		s.log.Error("embedded SQL engine failed to start", "dir", dir, "err", err)
 		return nil, fmt.Errorf("embedded SQL engine: %w", err)
 	}
 	cfg := mysqlb.DefaultConfig()
 	cfg.Addr = "embedded:" + s.name
-	be, err := mysqlb.NewWithDialer(cfg, backends.Env{Name: s.name, Logger: s.log}, eng.Dial)
+	be, err := mysqlb.NewWithDialer(cfg, backends.Env{Name: s.name, Logger: s.log}, eng.dial)
 	if err == nil {
 		// go-mysql-server ignores the collation of the handshake.
 		be.ApplyCollation()
 		err = be.Start(ctx)
 	}
 	if err != nil {
-		_ = eng.Close()
+		_ = eng.close()
 		return nil, err
 	}
-	s.log.Info("embedded SQL engine open", "dir", dir)
+	s.log.Info("embedded SQL engine started", "dir", dir, "pid", eng.cmd.Process.Pid)
 	s.sql.eng, s.sql.be = eng, be
 	return be, nil
 }
@@ -120,26 +114,17 @@ func (s *Store) closeSQL() error {
 	if s.sql.be == nil {
 		return nil
 	}
-	err := errors.Join(s.sql.be.Close(), s.sql.eng.Close())
+	err := errors.Join(s.sql.be.Close(), s.sql.eng.close())
 	s.sql.be, s.sql.eng = nil, nil
 	return err
 }
 
-// collectSQL exports the engine's metrics, once it is open.
+// collectSQL exports the engine's session metrics, once it is running.
 func (s *Store) collectSQL(w *metrics.Writer) {
 	s.sql.mu.Lock()
-	be, eng := s.sql.be, s.sql.eng
+	be := s.sql.be
 	s.sql.mu.Unlock()
-	if be == nil {
-		return
+	if be != nil {
+		be.CollectMetrics(w)
 	}
-	be.CollectMetrics(w)
-	st := eng.Stats()
-	l := metrics.Label{Name: "backend", Value: s.name}
-	w.Counter("mecha_embedded_sql_snapshots_total", "Snapshots of the embedded SQL engine written to disk.", float64(st.SnapshotsWritten), l)
-	w.Counter("mecha_embedded_sql_snapshot_errors_total", "Snapshots of the embedded SQL engine that failed.", float64(st.SnapshotErrors), l)
-	w.Gauge("mecha_embedded_sql_snapshot_bytes", "Size of the latest snapshot.", float64(st.LastSnapshotBytes), l)
-	w.Gauge("mecha_embedded_sql_snapshot_seconds", "Time the latest snapshot took.", st.LastSnapshotDuration.Seconds(), l)
-	w.Counter("mecha_embedded_sql_lock_waits_total", "Statements that waited for another connection's statement or transaction.", float64(st.LockWaits), l)
-	w.Counter("mecha_embedded_sql_lock_wait_timeouts_total", "Statements that gave up waiting (error 1205).", float64(st.LockWaitTimeouts), l)
 }

@@ -20,6 +20,7 @@ import (
 // engine, keeping its data in dir.
 func startEmbedded(t *testing.T, dir string) (*app.Mecha, string) {
 	t.Helper()
+	apptest.SQLEngine(t)
 	m := apptest.Start(t, fmt.Sprintf(`
 admin: {listen: "127.0.0.1:0"}
 frontends:

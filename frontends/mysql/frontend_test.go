@@ -603,3 +603,27 @@ func TestChangeUser(t *testing.T) {
 		t.Fatal("connection open after a refused change user")
 	}
 }
+
+// TestUpstreamTLS: with tls set on the backend, the upstream sessions are
+// encrypted (the server reports a cipher for the session), and a server
+// whose certificate the backend does not trust is refused.
+func TestUpstreamTLS(t *testing.T) {
+	certs := tlstest.Make(t, "db")
+	up := mysqltest.Start(t, "--ssl-cert="+certs.Cert["db"], "--ssl-key="+certs.Key["db"], "--ssl-ca="+certs.CA)
+	gw := mysqltest.StartGateway(t, up, "", fmt.Sprintf("tls: {ca_file: %q}", certs.CA))
+	db := gw.Open(t)
+	var name, cipher string
+	if err := db.QueryRow("SHOW SESSION STATUS LIKE 'Ssl_cipher'").Scan(&name, &cipher); err != nil {
+		t.Fatal(err)
+	}
+	if cipher == "" {
+		t.Fatal("upstream session not encrypted")
+	}
+	// The same server, but Mecha trusts another authority: no session.
+	other := tlstest.Make(t, "other")
+	bad := mysqltest.StartGateway(t, up, "", fmt.Sprintf("tls: {ca_file: %q}", other.CA))
+	err := bad.Open(t).Ping()
+	if me := mysqlErr(err); me == nil || me.Number != 2003 || !strings.Contains(me.Message, "certificate") {
+		t.Fatalf("untrusted upstream certificate: %v", err)
+	}
+}

@@ -5,13 +5,19 @@ package apptest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/mecha-gateway/mecha/backends/embedded"
 	"github.com/mecha-gateway/mecha/cmd/mecha/app"
 	_ "github.com/mecha-gateway/mecha/cmd/mecha/modules"
 	"github.com/mecha-gateway/mecha/configs"
@@ -91,4 +97,43 @@ func Metrics(t testing.TB, m *app.Mecha) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+var (
+	sqlEngineOnce sync.Once
+	sqlEngineErr  error
+)
+
+// SQLEngine builds mecha-sqlengine once per test process and points the
+// embedded backend at it, for tests that serve MySQL from the embedded
+// engine in-process (the test binary has no mecha-sqlengine beside it).
+func SQLEngine(t testing.TB) {
+	t.Helper()
+	sqlEngineOnce.Do(func() {
+		if os.Getenv(embedded.EnginePathEnv) != "" {
+			return
+		}
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			sqlEngineErr = err
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		dir, err := os.MkdirTemp("", "mecha-sqlengine")
+		if err != nil {
+			sqlEngineErr = err
+			return
+		}
+		bin := filepath.Join(dir, "mecha-sqlengine")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/mecha-sqlengine")
+		build.Dir = root
+		if b, err := build.CombinedOutput(); err != nil {
+			sqlEngineErr = fmt.Errorf("build mecha-sqlengine: %v\n%s", err, b)
+			return
+		}
+		sqlEngineErr = os.Setenv(embedded.EnginePathEnv, bin)
+	})
+	if sqlEngineErr != nil {
+		t.Fatal(sqlEngineErr)
+	}
 }
