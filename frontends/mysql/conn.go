@@ -61,6 +61,7 @@ type conn struct {
 	upID         atomic.Uint32
 	deprecateEOF bool
 	unwatch      func()      // stops the hang-up watch of the upstream session
+	watched      atomic.Bool // the hang-up watcher covers the upstream: no polling
 	upDead       atomic.Bool // the server closed the upstream session
 	clean        bool        // between commands: the session may go back to the pool
 	seq          uint8       // sequence id of the last packet sent to the client
@@ -269,6 +270,7 @@ func (c *conn) handshake() error {
 	c.deprecateEOF = up.Caps()&wire.ClientDeprecateEOF != 0
 	c.upID.Store(up.ConnID() | 1<<31) // never 0 once attached
 	c.unwatch = c.s.hup.Add(up.NetConn(), c.id)
+	c.watched.Store(c.unwatch != nil)
 	c.writePacket(next, up.OK())
 	if err := c.bw.Flush(); err != nil {
 		return err

@@ -277,7 +277,7 @@ func (s *Server) sweeper() {
 		s.mu.Lock()
 		idle := make([]*conn, 0, len(s.conns))
 		for _, c := range s.conns {
-			if c.lastActive.Load() < before {
+			if !c.watched.Load() && c.lastActive.Load() < before {
 				idle = append(idle, c)
 			}
 		}
