@@ -281,7 +281,10 @@ func (c *conn) handshake() error {
 
 // sessionParams describes the upstream session the client needs.
 func (c *conn) sessionParams(collation uint8, db string, attrs []byte) backends.MySQLSessionParams {
-	caps := c.caps &^ wire.ClientSSL
+	// The backend sets TLS, the database and attributes of the login
+	// itself; leaving them out lets clients that differ only there share
+	// idle sessions.
+	caps := c.caps &^ (wire.ClientSSL | wire.ClientConnectWithDB | wire.ClientConnectAttrs)
 	if !c.st.cfg.LocalInfile {
 		// The server then refuses LOAD DATA LOCAL with its own error.
 		caps &^= wire.ClientLocalFiles
