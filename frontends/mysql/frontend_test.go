@@ -627,3 +627,38 @@ func TestUpstreamTLS(t *testing.T) {
 		t.Fatalf("untrusted upstream certificate: %v", err)
 	}
 }
+
+// TestShutdownDrainsAndIdleTimeout: on shutdown a command in flight
+// completes and its client is then disconnected; idle_timeout closes a
+// client idle for longer.
+func TestShutdownDrainsAndIdleTimeout(t *testing.T) {
+	up := mysqltest.Shared(t)
+	gw := mysqltest.StartGateway(t, up, "idle_timeout: 300ms", "")
+	idle := rawDial(t, gw.Addr, "root", "", "", baseCaps)
+	idle.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := idle.tryRead(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle client past idle_timeout: %v, want the connection closed", err)
+	}
+	busy := rawDial(t, gw.Addr, "root", "", "", baseCaps)
+	busy.send(0, append([]byte{wire.ComQuery}, "SELECT SLEEP(1)"...))
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		gw.M.Shutdown(ctx)
+		close(done)
+	}()
+	res := busy.until(isTerminatorAfter(2))
+	if got := string(res[len(res)-2]); got != "\x010" {
+		t.Fatalf("the query in flight answered %q", got)
+	}
+	if _, _, err := busy.tryRead(); err == nil {
+		t.Fatal("client still connected after shutdown")
+	}
+	<-done
+	if c, err := net.DialTimeout("tcp", gw.Addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("still accepting after shutdown")
+	}
+}
