@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,12 +8,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mecha-gateway/mecha/bench/internal/benchutil"
 )
 
 // server is a process the benchmark started.
@@ -63,16 +63,6 @@ func (s *server) exited() bool {
 	}
 }
 
-// tail returns the last lines of a log file, for error messages.
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // stop signals the process and kills it if it has not ended within its
 // grace period.
 func (s *server) stop() {
@@ -110,13 +100,6 @@ func onInterrupt(cleanup func()) {
 		cleanup()
 		os.Exit(130)
 	}()
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // waitPort waits until addr accepts TCP connections, failing if s ends
@@ -158,31 +141,6 @@ func waitReady(s *server, url string, limit time.Duration) {
 	}
 	check(fmt.Errorf("%s never became ready (%s: %s):\n%s", s.name, url, last, tail(s.log, 20)))
 }
-
-// procStatus returns a field of /proc/PID/status given in kB (VmRSS,
-// VmHWM), in bytes; 0 if the process or field is gone.
-func procStatus(pid int, field string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			fs := strings.Fields(v)
-			if len(fs) == 0 {
-				return 0
-			}
-			kb, _ := strconv.ParseInt(fs[0], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-func rss(pid int) int64 { return procStatus(pid, "VmRSS") }
-func hwm(pid int) int64 { return procStatus(pid, "VmHWM") }
 
 // clockTicks is the unit of /proc/PID/stat's CPU times (getconf CLK_TCK,
 // 100 on Linux everywhere in practice).
@@ -270,20 +228,6 @@ func (p *peakRSS) stop() (int64, int) {
 	return p.peak, p.n
 }
 
-func mb(b int64) float64 { return float64(b) / (1 << 20) }
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func maxOf(xs []float64) float64 {
 	m := 0.0
 	for _, x := range xs {
@@ -317,3 +261,20 @@ func killClients() {
 		return true
 	})
 }
+
+// Helpers shared with the other benchmarks.
+var (
+	median = benchutil.Median
+	mb     = benchutil.MB
+	rss    = benchutil.RSS
+)
+
+func freePort() int {
+	p, err := benchutil.FreePort()
+	check(err)
+	return p
+}
+
+var tail = benchutil.Tail
+
+func hwm(pid int) int64 { return benchutil.ProcStatus(pid, "VmHWM") }

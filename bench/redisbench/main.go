@@ -29,11 +29,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mecha-gateway/mecha/bench/internal/benchutil"
 )
 
 // target is one server redis-benchmark runs against.
@@ -395,18 +396,6 @@ func med(rs []result) result {
 	return result{rps: median(rps), p50: median(p50)}
 }
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func start(dir, name string, bin string, args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
@@ -429,13 +418,6 @@ func stop(cmd *exec.Cmd) {
 		cmd.Process.Kill()
 		<-done
 	}
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func waitPort(port int) {
@@ -471,23 +453,6 @@ func waitReady(adminPort int) time.Duration {
 	return 0
 }
 
-// rss returns a process' resident set size in bytes.
-func rss(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
 type peakRSS struct {
 	mu   sync.Mutex
 	peak int64
@@ -520,8 +485,6 @@ func (p *peakRSS) max() int64 {
 	defer p.mu.Unlock()
 	return p.peak
 }
-
-func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 func check(err error) {
 	if err != nil {
@@ -575,4 +538,17 @@ func infoField(port int, section, field string) int64 {
 		}
 	}
 	return 0
+}
+
+// Helpers shared with the other benchmarks.
+var (
+	median = benchutil.Median
+	mb     = benchutil.MB
+	rss    = benchutil.RSS
+)
+
+func freePort() int {
+	p, err := benchutil.FreePort()
+	check(err)
+	return p
 }

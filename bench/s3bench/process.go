@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mecha-gateway/mecha/bench/internal/benchutil"
 )
 
 // server is a process the benchmark started.
@@ -60,14 +59,7 @@ func (s *server) exited() bool {
 }
 
 // tail returns the last lines of the server's log, for error messages.
-func (s *server) tail() string {
-	b, _ := os.ReadFile(s.log)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (s *server) tail() string { return benchutil.Tail(s.log, 15) }
 
 // stop interrupts the process and kills it if it has not ended within
 // five seconds.
@@ -106,13 +98,6 @@ func onInterrupt(cleanup func()) {
 	}()
 }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // waitReady polls url until it answers 200 (or, with anyStatus, answers
 // at all), failing if the server ends first.
 func waitReady(s *server, url string, anyStatus bool) {
@@ -132,23 +117,6 @@ func waitReady(s *server, url string, anyStatus bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	check(fmt.Errorf("%s never became ready (%s):\n%s", s.name, url, s.tail()))
-}
-
-// rss returns a process' resident set size in bytes (VmRSS).
-func rss(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 // peakRSS samples the resident memory of processes every 50 ms and keeps
@@ -199,8 +167,6 @@ func (p *peakRSS) stop() []int64 {
 	return append([]int64(nil), p.peaks...)
 }
 
-func mb(b int64) float64 { return float64(b) / (1 << 20) }
-
 // parseSize reads sizes such as 4096, 4KiB, 4k, 16MiB, 2GiB (powers of
 // two).
 func parseSize(s string) (int64, error) {
@@ -235,14 +201,15 @@ func sizeName(n int64) string {
 	return fmt.Sprintf("%dB", n)
 }
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+// Helpers shared with the other benchmarks.
+var (
+	median = benchutil.Median
+	mb     = benchutil.MB
+	rss    = benchutil.RSS
+)
+
+func freePort() int {
+	p, err := benchutil.FreePort()
+	check(err)
+	return p
 }
