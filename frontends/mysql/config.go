@@ -33,6 +33,10 @@ type Config struct {
 	// IdleTimeout closes a client idle for longer between commands; 0
 	// leaves it to the upstream's wait_timeout.
 	IdleTimeout configs.Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds how long a client may leave a response unread
+	// (MySQL's net_write_timeout); past it the client is disconnected and
+	// its upstream session closed. 0 waits forever.
+	WriteTimeout configs.Duration `yaml:"write_timeout"`
 	// RSAKeyFile is the PEM private key caching_sha2_password's full
 	// authentication uses without TLS; without it a key is generated at
 	// the first need.
@@ -80,6 +84,9 @@ func (c *Config) Validate() error {
 	if c.ConnectTimeout <= 0 {
 		errs = append(errs, configs.Errorf("connect_timeout", "must be positive"))
 	}
+	if c.WriteTimeout < 0 {
+		errs = append(errs, configs.Errorf("write_timeout", "must not be negative"))
+	}
 	if c.IdleTimeout < 0 {
 		errs = append(errs, configs.Errorf("idle_timeout", "must not be negative"))
 	}
@@ -96,6 +103,7 @@ func DefaultConfig() *Config {
 		MaxConnections:   1000,
 		MaxAllowedPacket: 64 << 20,
 		ConnectTimeout:   configs.Duration(10 * time.Second),
+		WriteTimeout:     configs.Duration(60 * time.Second),
 	}
 }
 

@@ -82,6 +82,9 @@ func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 type clientWriter struct{ c *conn }
 
 func (w clientWriter) Write(p []byte) (int, error) {
+	if t := w.c.st.cfg.WriteTimeout.D(); t > 0 {
+		_ = w.c.nc.SetWriteDeadline(time.Now().Add(t))
+	}
 	n, err := w.c.nc.Write(p)
 	if err != nil {
 		w.c.wfail = true

@@ -662,3 +662,23 @@ func TestShutdownDrainsAndIdleTimeout(t *testing.T) {
 		t.Fatal("still accepting after shutdown")
 	}
 }
+
+// TestWriteTimeout: a client that stops reading a large result is
+// disconnected after write_timeout and its upstream session closed, so it
+// cannot hold the session (and what it locks) forever.
+func TestWriteTimeout(t *testing.T) {
+	up := mysqltest.Shared(t)
+	gw := mysqltest.StartGateway(t, up, "write_timeout: 500ms", "")
+	raw := rawDial(t, gw.Addr, "root", "", "", baseCaps)
+	res := raw.exchange(append([]byte{wire.ComQuery}, "SELECT CONNECTION_ID()"...), isTerminatorAfter(2))
+	upstreamID := string(res[len(res)-2][1:])
+	raw.exchange(append([]byte{wire.ComQuery}, "SET SESSION max_recursive_iterations = 1000000"...), func([]byte) bool { return true })
+	raw.send(0, append([]byte{wire.ComQuery}, "WITH RECURSIVE seq (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 500000) SELECT n, REPEAT('x', 200) FROM seq"...))
+	// Read nothing: Mecha's writes stall once the socket buffers fill.
+	direct := up.Open()
+	apptest.Eventually(t, 20*time.Second, "the stalled client's upstream session closed", func() bool {
+		var n int
+		err := direct.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " + upstreamID).Scan(&n)
+		return err == nil && n == 0
+	})
+}
