@@ -39,6 +39,9 @@ type Config struct {
 	// Backends are the stores requests are served from, by name; each
 	// entry names its type plus the type's options.
 	Backends map[string]Node `yaml:"backends"`
+	// GRPC is the gRPC API for configuration, locks, pub/sub and
+	// sequencers (package grpcapi decodes it); absent, it is off.
+	GRPC Node `yaml:"grpc"`
 
 	// Source names the file the configuration came from.
 	Source string `yaml:"-"`

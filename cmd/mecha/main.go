@@ -139,6 +139,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	for _, f := range m.Frontends() {
 		log.Info("listening", "frontend", f[0], "protocol", f[1], "addr", f[2], "login", loginHint(cfg, f[1], f[0]))
 	}
+	if a := m.GRPCAddr(); a != nil {
+		log.Info("listening", "frontend", "grpc", "protocol", "grpc", "addr", a.String(), "services", "mecha.runtime.v1 (Configuration, Lock, PubSub, Sequencer)")
+	}
+	if a := m.DaprAddr(); a != nil {
+		log.Info("listening", "frontend", "dapr", "protocol", "grpc", "addr", a.String(), "services", "dapr.proto.runtime.v1.Dapr (configuration, lock, pub/sub)")
+	}
 	if a := m.AdminAddr(); a != nil {
 		log.Info("admin endpoint", "addr", a.String(), "paths", "/healthz /readyz /metrics")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"database/sql"
 	"fmt"
 	"io"
@@ -18,8 +19,11 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/mecha-gateway/mecha/backends/redis/redistest"
+	"github.com/mecha-gateway/mecha/grpcapi/runtimev1"
 )
 
 var binary string
@@ -240,7 +244,7 @@ func TestRunDefaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("binds default ports")
 	}
-	for _, port := range []int{6380, 9000, 3307, 34999} {
+	for _, port := range []int{6380, 9000, 3307, 34999, 34904, 50001} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			t.Skipf("port %d busy", port)
@@ -259,8 +263,25 @@ func TestRunDefaults(t *testing.T) {
 	if line := p.waitLog(t, "frontend=mysql"); !strings.Contains(line, "addr=127.0.0.1:3307") || !strings.Contains(line, `login="user root, empty password"`) {
 		t.Fatalf("MySQL listening line: %s", line)
 	}
+	if line := p.waitLog(t, "frontend=grpc"); !strings.Contains(line, "addr=127.0.0.1:34904") {
+		t.Fatalf("gRPC listening line: %s", line)
+	}
+	if line := p.waitLog(t, "frontend=dapr"); !strings.Contains(line, "addr=127.0.0.1:50001") {
+		t.Fatalf("Dapr listening line: %s", line)
+	}
 	p.waitLog(t, "admin endpoint")
 	p.waitLog(t, "mecha ready")
+	// The gRPC API answers on 34904 from the embedded components.
+	gc, err := grpc.NewClient("127.0.0.1:34904", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r, err := runtimev1.NewSequencerClient(gc).NextID(ctx, &runtimev1.NextIDRequest{Key: "k"}); err != nil || r.NextId != 1 {
+		t.Fatalf("gRPC NextID on the defaults: %v %v", r, err)
+	}
 	c, err := net.Dial("tcp", "127.0.0.1:34999")
 	if err != nil {
 		t.Fatalf("admin endpoint: %v", err)

@@ -71,6 +71,12 @@ func (m *Mecha) Readiness() Readiness {
 		e := p.backends[name]
 		addC("backend", name, e.typ, e.b.Health())
 	}
+	if g := p.grpc; g != nil && g.srv != nil {
+		addC("frontend", "grpc", "grpc", g.srv.Health())
+		for _, e := range g.set.Entries() {
+			addC("component", string(e.Capability)+"/"+e.Name, e.Type, e.C.Health())
+		}
+	}
 	return r
 }
 
@@ -108,6 +114,9 @@ func (m *Mecha) metrics(w http.ResponseWriter, r *http.Request) {
 		if c, ok := e.b.(metrics.Collector); ok {
 			c.CollectMetrics(mw)
 		}
+	}
+	if g := p.grpc; g != nil && g.srv != nil {
+		g.srv.CollectMetrics(mw)
 	}
 	mw.Gauge("mecha_build_info", "Mecha's version.", 1, metrics.Label{Name: "version", Value: m.version}, metrics.Label{Name: "goversion", Value: runtime.Version()})
 	mw.Gauge("mecha_start_time_seconds", "When Mecha started, in Unix seconds.", float64(m.started.Unix()))

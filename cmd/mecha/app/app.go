@@ -15,6 +15,8 @@ import (
 	"github.com/mecha-gateway/mecha/backends/metrics"
 	"github.com/mecha-gateway/mecha/configs"
 	"github.com/mecha-gateway/mecha/frontends"
+	"github.com/mecha-gateway/mecha/grpcapi"
+	"github.com/mecha-gateway/mecha/grpcapi/component"
 )
 
 // Mecha is a running gateway.
@@ -98,6 +100,14 @@ func (m *Mecha) startPlan(ctx context.Context, p *plan, keep map[*frontendEntry]
 		}
 		startedF = append(startedF, fe.f)
 	}
+	if g := p.grpc; g != nil && g.srv == nil {
+		srv := grpcapi.New(g.cfg, g.set, m.log.With("frontend", "grpc"))
+		if err := srv.Start(ctx); err != nil {
+			undo()
+			return err
+		}
+		g.srv = srv
+	}
 	return nil
 }
 
@@ -110,6 +120,13 @@ func (m *Mecha) stopPlan(ctx context.Context, p *plan) {
 		go func() {
 			defer wg.Done()
 			fe.f.Stop(ctx)
+		}()
+	}
+	if p.grpc != nil && p.grpc.srv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.grpc.srv.Stop(ctx, nil)
 		}()
 	}
 	wg.Wait()
@@ -183,6 +200,10 @@ func (m *Mecha) Reload(ctx context.Context, cfg *configs.Config, drain time.Dura
 	for _, of := range restart {
 		of.f.Stop(dctx)
 	}
+	if err := m.reloadGRPC(ctx, dctx, old, np, drain); err != nil {
+		m.reloadErrors.Inc()
+		return err
+	}
 	if err := m.startPlan(ctx, np, keep); err != nil {
 		m.reloadErrors.Inc()
 		m.log.Error("reload failed while starting; some frontends may be stopped", "err", err)
@@ -200,6 +221,50 @@ func (m *Mecha) Reload(ctx context.Context, cfg *configs.Config, drain time.Dura
 	}
 	m.reloads.Inc()
 	m.log.Info("configuration reloaded", "source", cfg.Source, "frontends_restarted", len(restart), "frontends_reconfigured", len(reloaded))
+	return nil
+}
+
+// reloadGRPC carries the gRPC API over to np: the running server serves
+// np's components from now on when its listeners stay the same;
+// otherwise it stops (keeping the components np carries over) and
+// startPlan starts a new one.
+func (m *Mecha) reloadGRPC(ctx, dctx context.Context, old, np *plan, drain time.Duration) error {
+	if old.grpc == nil || old.grpc.srv == nil {
+		return nil
+	}
+	srv := old.grpc.srv
+	if np.grpc == nil {
+		srv.Stop(dctx, nil)
+		return nil
+	}
+	if srv.SameListeners(np.grpc.cfg) {
+		if err := srv.Swap(ctx, np.grpc.cfg, np.grpc.set, min(drain, 5*time.Second)); err != nil {
+			return err
+		}
+		np.grpc.srv = srv
+		return nil
+	}
+	keep := map[component.Component]bool{}
+	for _, e := range np.grpc.set.Entries() {
+		keep[e.C] = true
+	}
+	srv.Stop(dctx, keep)
+	return nil
+}
+
+// GRPCAddr returns the gRPC API's bound address, nil when it is off.
+func (m *Mecha) GRPCAddr() net.Addr {
+	if g := m.plan.Load().grpc; g != nil && g.srv != nil {
+		return g.srv.Addr()
+	}
+	return nil
+}
+
+// DaprAddr returns the Dapr-compatible listener's address, nil when off.
+func (m *Mecha) DaprAddr() net.Addr {
+	if g := m.plan.Load().grpc; g != nil && g.srv != nil {
+		return g.srv.DaprAddr()
+	}
 	return nil
 }
 

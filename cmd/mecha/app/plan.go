@@ -12,6 +12,8 @@ import (
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/configs"
 	"github.com/mecha-gateway/mecha/frontends"
+	"github.com/mecha-gateway/mecha/grpcapi"
+	"github.com/mecha-gateway/mecha/grpcapi/component"
 )
 
 // plan is a configuration checked and turned into module instances that
@@ -20,6 +22,15 @@ type plan struct {
 	cfg       *configs.Config
 	backends  map[string]*backendEntry
 	frontends []*frontendEntry
+	// grpc is the gRPC API's section and components, nil when off; srv
+	// is its server once started.
+	grpc *grpcEntry
+}
+
+type grpcEntry struct {
+	cfg *grpcapi.Config
+	set *grpcapi.Set
+	srv *grpcapi.Server
 }
 
 type backendEntry struct {
@@ -169,6 +180,21 @@ func compile(cfg *configs.Config, log *slog.Logger, version string, running *pla
 	}
 	if len(errs) > 0 {
 		return nil, errs
+	}
+	if !cfg.GRPC.IsZero() {
+		gcfg := grpcapi.DefaultConfig()
+		if err := cfg.GRPC.Decode(gcfg); err != nil {
+			return nil, err
+		}
+		var runningSet *grpcapi.Set
+		if running != nil && running.grpc != nil {
+			runningSet = running.grpc.set
+		}
+		set, err := grpcapi.BuildSet(gcfg, component.Env{Logger: log, DataDir: cfg.DataDir}, runningSet)
+		if err != nil {
+			return nil, err
+		}
+		p.grpc = &grpcEntry{cfg: gcfg, set: set}
 	}
 	return p, nil
 }

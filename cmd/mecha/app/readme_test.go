@@ -12,7 +12,7 @@ import (
 )
 
 // TestReadmeExamples validates every complete configuration shown in a
-// README: each ```yaml block that has a `frontends:` or `backends:` key.
+// README: each ```yaml block that has a `frontends:`, `backends:` or `grpc:` key.
 // Documentation that drifts from the code fails here.
 func TestReadmeExamples(t *testing.T) {
 	root := "../../.."
@@ -32,7 +32,7 @@ func TestReadmeExamples(t *testing.T) {
 		}
 		for i, m := range block.FindAllSubmatch(b, -1) {
 			src := string(m[1])
-			if !regexp.MustCompile(`(?m)^(frontends|backends):`).MatchString(src) {
+			if !regexp.MustCompile(`(?m)^(frontends|backends|grpc):`).MatchString(src) {
 				continue // a fragment, not a whole configuration
 			}
 			name := p + " example " + string(rune('1'+i))
