@@ -15,6 +15,7 @@ import (
 	_ "github.com/mecha-gateway/mecha/frontends/mysql"
 	_ "github.com/mecha-gateway/mecha/frontends/redis"
 	_ "github.com/mecha-gateway/mecha/frontends/s3"
+	_ "github.com/mecha-gateway/mecha/grpcapi/components/contribpubsub"
 	_ "github.com/mecha-gateway/mecha/grpcapi/components/embedded"
 	_ "github.com/mecha-gateway/mecha/grpcapi/components/mysql"
 	_ "github.com/mecha-gateway/mecha/grpcapi/components/postgresql"
