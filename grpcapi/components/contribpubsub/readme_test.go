@@ -1,63 +1,19 @@
 package contribpubsub
 
 import (
-	"context"
-	"log/slog"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/mecha-gateway/mecha/backends"
-	"github.com/mecha-gateway/mecha/configs"
-	"github.com/mecha-gateway/mecha/grpcapi"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/component/conformance"
 )
 
-// TestReadmeExamples decodes every configuration shown in README.md (each
-// ```yaml block with a top-level grpc key) as Mecha does, builds its
-// components, starts them against the machine's brokers and waits for
-// them to report UP.
+// TestReadmeExamples starts every configuration shown in README.md
+// against the machine's brokers and waits for each component to report
+// UP.
 func TestReadmeExamples(t *testing.T) {
-	b, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	checked := 0
-	for i, m := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(b, -1) {
-		src := m[1]
-		if !regexp.MustCompile(`(?m)^grpc:`).Match(src) {
-			continue
-		}
-		cfg, err := configs.Parse("README.md", src)
-		if err != nil {
-			t.Fatalf("example %d: %v", i+1, err)
-		}
-		g := grpcapi.DefaultConfig()
-		if err := cfg.GRPC.Decode(g); err != nil {
-			t.Fatalf("example %d: %v", i+1, err)
-		}
-		set, err := grpcapi.BuildSet(g, component.Env{Logger: slog.New(slog.DiscardHandler), DataDir: t.TempDir()}, nil)
-		if err != nil {
-			t.Fatalf("example %d: %v", i+1, err)
-		}
-		if len(set.Entries()) == 0 {
-			t.Fatalf("example %d builds no component", i+1)
-		}
-		for _, e := range set.Entries() {
-			if err := e.C.Start(context.Background()); err != nil {
-				t.Fatalf("example %d: start %s: %v", i+1, e.Name, err)
-			}
-			waitFor(t, 10*time.Second, "example "+e.Name+" UP", func() bool { return e.C.Health().State == backends.StateUp })
-			if err := e.C.Close(); err != nil {
-				t.Errorf("example %d: close %s: %v", i+1, e.Name, err)
-			}
-		}
-		checked++
-	}
-	if checked < 5 {
-		t.Fatalf("only %d examples in README.md, want one per type and the overview", checked)
+	if n := len(conformance.StartReadmeExamples(t, "README.md")); n < 5 {
+		t.Fatalf("only %d examples in README.md, want one per type and the overview", n)
 	}
 }
 
@@ -71,13 +27,7 @@ func TestConfigErrors(t *testing.T) {
 		{"p: {type: jetstream, create_streams: true, metadata: {natsURL: nats://x, streamName: S}}", "create_streams"},
 	} {
 		src := "grpc:\n  listen: 127.0.0.1:0\n  components:\n    pubsub:\n      " + tc.yaml + "\n"
-		cfg, err := configs.Parse("test.yaml", []byte(src))
-		if err == nil {
-			g := grpcapi.DefaultConfig()
-			if err = cfg.GRPC.Decode(g); err == nil {
-				_, err = grpcapi.BuildSet(g, component.Env{}, nil)
-			}
-		}
+		_, err := conformance.BuildGRPC("test.yaml", []byte(src), component.Env{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one naming %q", tc.yaml, err, tc.want)
 		}
