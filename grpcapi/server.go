@@ -161,6 +161,11 @@ func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
 		// Clients may ping idle connections (the Dapr SDK does) without
 		// being cut off for it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Mecha pings a connection that has been silent for 30 s and
+		// closes it when the ping goes unanswered for 10 s: a client
+		// whose machine vanished (no FIN) loses its subscriptions and
+		// release_on_disconnect locks within ~40 s, not when TCP gives up.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 	if s.Config().TLS != nil {
 		tc, err := s.Config().TLS.Build()
