@@ -9,12 +9,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -22,6 +18,7 @@ import (
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/configs"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/sqlmeta"
 )
 
 func init() {
@@ -64,29 +61,13 @@ type settings struct {
 }
 
 func parseSettings(md map[string]string) (*settings, error) {
-	canon := map[string]string{
-		"connectionstring": "connectionString",
-		"table":            "table",
-		"timeout":          "timeout",
-		"timeoutinseconds": "timeout",
-		"maxconns":         "maxConns",
-	}
-	vals := map[string]string{}
-	var errs []error
-	keys := make([]string, 0, len(md))
-	for k := range md {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		c, ok := canon[strings.ToLower(k)]
-		if !ok {
-			errs = append(errs, configs.Errorf("metadata."+k, "unknown key (known: connectionString, maxConns, table, timeout)"))
-			continue
-		}
-		vals[c] = md[k]
-	}
-	s := &settings{table: defaultTable, timeout: defaultTimeout}
+	vals, errs := sqlmeta.Read(md, []sqlmeta.Key{
+		{Name: "connectionString"},
+		{Name: "table"},
+		{Name: "timeout", Aliases: []string{"timeoutInSeconds"}},
+		{Name: "maxConns"},
+	})
+	s := &settings{table: defaultTable}
 	if v := vals["connectionString"]; v == "" {
 		errs = append(errs, configs.Errorf("metadata.connectionString", "is required (a DSN such as \"root:@tcp(127.0.0.1:3306)/app\")"))
 	} else if cfg, err := mysql.ParseDSN(v); err != nil {
@@ -103,31 +84,17 @@ func parseSettings(md map[string]string) (*settings, error) {
 	if !tableRE.MatchString(s.table) || len(s.table) > 129 {
 		errs = append(errs, configs.Errorf("metadata.table", "%q is not a table name (letters, digits, _ and $, optionally database.table)", s.table))
 	}
-	if v, ok := vals["timeout"]; ok {
-		d, err := parseDuration(v)
-		if err != nil || d < time.Second {
-			errs = append(errs, configs.Errorf("metadata.timeout", "must be a duration of at least 1s (\"20s\", or seconds: \"20\")"))
-		}
-		s.timeout = d
+	var err error
+	if s.timeout, err = sqlmeta.Timeout(vals, defaultTimeout); err != nil {
+		errs = append(errs, err)
 	}
-	if v, ok := vals["maxConns"]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			errs = append(errs, configs.Errorf("metadata.maxConns", "must be a positive integer"))
-		}
-		s.maxConns = n
+	if s.maxConns, err = sqlmeta.MaxConns(vals); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-func parseDuration(v string) (time.Duration, error) {
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second, nil
-	}
-	return time.ParseDuration(v)
 }
 
 func quoteIdent(name string) string {
@@ -142,18 +109,11 @@ func quoteIdent(name string) string {
 // VARBINARY(1024) PRIMARY KEY, `value` BIGINT) is created at Start if
 // absent; keys compare as bytes.
 type Sequencer struct {
-	s       *settings
-	name    string
-	log     *slog.Logger
-	db      *sql.DB
-	health  backends.HealthCell
+	s    *settings
+	db   *sql.DB
+	link *component.Link
+	// reserve is the reservation statement.
 	reserve string
-
-	mu      sync.Mutex
-	isReady bool
-	kick    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
 }
 
 var _ component.SequencerStore = (*Sequencer)(nil)
@@ -164,16 +124,28 @@ func NewSequencer(c *SequencerConfig, env component.Env) (*Sequencer, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	t := quoteIdent(s.table)
-	return &Sequencer{s: s, name: env.Name, log: log.With("store", "sequencer"),
+	q := &Sequencer{s: s,
 		// LAST_INSERT_ID(expr) makes the new value the statement's insert
 		// id, which comes back in the OK packet: one round trip, atomic.
 		reserve: "INSERT INTO " + t + " (`key`, `value`) VALUES (?, LAST_INSERT_ID(?)) " +
-			"ON DUPLICATE KEY UPDATE `value` = LAST_INSERT_ID(`value` + ?)"}, nil
+			"ON DUPLICATE KEY UPDATE `value` = LAST_INSERT_ID(`value` + ?)"}
+	q.link = component.NewLink(component.LinkConfig{
+		Store:  "mysql",
+		Kind:   "sequencer",
+		Name:   env.Name,
+		Logger: env.Logger,
+		Ping:   func(ctx context.Context) error { return q.db.PingContext(ctx) },
+		// The sequencer is UP once the table is there.
+		Ready:       q.createTable,
+		Unavailable: unavailable,
+		// CallerDeadline stays unset: a Reserve that outlives its deadline
+		// (the caller's, or the configured timeout) counts as the server
+		// not answering in time.
+		Interval: probeInterval,
+		Timeout:  probeTimeout,
+	})
+	return q, nil
 }
 
 // Start opens the pool and probes once; when the server is down it still
@@ -192,81 +164,19 @@ func (q *Sequencer) Start(ctx context.Context) error {
 		q.db.SetMaxOpenConns(q.s.maxConns)
 	}
 	q.db.SetConnMaxIdleTime(5 * time.Minute)
-	q.kick = make(chan struct{}, 1)
-	q.stop = make(chan struct{})
-	q.done = make(chan struct{})
-	q.probe(ctx)
-	go q.loop()
-	return nil
+	return q.link.Start(ctx)
 }
 
 // Health reports whether the server answers and the table exists.
-func (q *Sequencer) Health() backends.Health { return q.health.Get() }
+func (q *Sequencer) Health() backends.Health { return q.link.Health() }
 
 // Close releases the connections; it is safe after a failed or missing
 // Start.
 func (q *Sequencer) Close() error {
-	if q.stop == nil {
+	if !q.link.Close() {
 		return nil
 	}
-	select {
-	case <-q.stop:
-		return nil
-	default:
-	}
-	close(q.stop)
-	<-q.done
-	q.health.Set(backends.StateDown, "closed")
 	return q.db.Close()
-}
-
-func (q *Sequencer) loop() {
-	defer close(q.done)
-	t := time.NewTimer(probeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-q.stop:
-			return
-		case <-q.kick:
-		case <-t.C:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-q.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		q.probe(ctx)
-		cancel()
-		t.Reset(probeInterval)
-	}
-}
-
-func (q *Sequencer) probe(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	err := q.db.PingContext(ctx)
-	if err == nil {
-		q.mu.Lock()
-		if !q.isReady {
-			if err = q.createTable(ctx); err == nil {
-				q.isReady = true
-			}
-		}
-		q.mu.Unlock()
-	}
-	if err != nil {
-		if q.health.Set(backends.StateDown, err.Error()) {
-			q.log.Warn("mysql component down", "component", q.name, "err", err)
-		}
-		return
-	}
-	if q.health.Set(backends.StateUp, "") {
-		q.log.Info("mysql component up", "component", q.name)
-	}
 }
 
 func (q *Sequencer) createTable(ctx context.Context) error {
@@ -315,35 +225,18 @@ func (q *Sequencer) Reserve(ctx context.Context, key string, n int64) (int64, er
 		case errNoSuchTable:
 			// The table is gone (or the probe has not created it yet).
 			if err = q.createTable(octx); err != nil {
-				return 0, q.fail(ctx, err)
+				return 0, q.link.Fail(ctx, "reserve ids", err)
 			}
 		case errLockDeadlock, errLockWait:
 			// Rolled back: nothing was reserved, try again.
 		default:
-			return 0, q.fail(ctx, err)
+			return 0, q.link.Fail(ctx, "reserve ids", err)
 		}
 	}
-	return 0, q.fail(ctx, err)
+	return 0, q.link.Fail(ctx, "reserve ids", err)
 }
 
 var errNotStarted = component.Unavailable(errors.New("mysql component not started"))
-
-// fail turns an error into the one to return: connectivity failures wrap
-// component.ErrUnavailable, mark the component DOWN and wake the prober.
-func (q *Sequencer) fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return fmt.Errorf("reserve ids: %w", err)
-	}
-	if !unavailable(err) {
-		return fmt.Errorf("reserve ids: %w", err)
-	}
-	q.health.Set(backends.StateDown, err.Error())
-	select {
-	case q.kick <- struct{}{}:
-	default:
-	}
-	return component.Unavailable(fmt.Errorf("reserve ids: %w", err))
-}
 
 // unavailable tells connectivity failures from errors the server
 // reported; a server that reports it cannot serve now counts as

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/storetest"
 )
 
 // TestKeysAreBytes checks that keys differing in case or trailing spaces
@@ -45,37 +45,28 @@ func TestTableDropped(t *testing.T) {
 // Start succeeds, Health is DOWN and Reserve fails with ErrUnavailable;
 // when the server comes up (a proxy in front of it starts) the sequencer
 // recovers by itself, and again after the server goes away for a while.
+// The ids reserved meanwhile start at 1 and keep increasing.
 func TestStoreDown(t *testing.T) {
 	ctx := context.Background()
-	p := newProxy(t, mysqlAddr)
-	q := startSequencer(t, map[string]string{"connectionString": dsn(p.addr()) + "?timeout=500ms", "table": testTable(t)})
+	p := storetest.NewProxy(t, mysqlAddr)
+	q := startSequencer(t, map[string]string{"connectionString": dsn(p.Addr()) + "?timeout=500ms", "table": testTable(t)})
 	defer q.Close()
-	if h := q.Health(); h.State != backends.StateDown || h.Detail == "" {
-		t.Fatalf("health with nothing listening: %+v, want DOWN with a reason", h)
-	}
-	_, err := q.Reserve(ctx, "k", 1)
-	mustUnavailable(t, "Reserve with nothing listening", err)
-
-	p.start()
-	waitState(t, q, backends.StateUp)
-	if first, err := q.Reserve(ctx, "k", 1); err != nil || first != 1 {
-		t.Fatalf("Reserve after the server came up: %d, %v", first, err)
-	}
-
-	p.stop()
-	_, err = q.Reserve(ctx, "k", 1)
-	mustUnavailable(t, "Reserve after the server went away", err)
-	waitState(t, q, backends.StateDown)
-
-	p.start()
-	waitState(t, q, backends.StateUp)
-	var first int64
-	waitFor(t, "Reserve to succeed after the server came back", func() bool {
-		first, err = q.Reserve(ctx, "k", 1)
-		return err == nil
+	var ids []int64
+	storetest.DownAndBack(t, q, p.Start, p.Stop, func() error {
+		first, err := q.Reserve(ctx, "k", 1)
+		if err == nil {
+			ids = append(ids, first)
+		}
+		return err
 	})
-	if first < 2 {
-		t.Errorf("Reserve after recovery = %d, want > 1", first)
+	if len(ids) < 2 || ids[0] != 1 {
+		t.Fatalf("ids reserved %v, want 1 and more", ids)
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Errorf("ids reserved %v, want them increasing", ids)
+			break
+		}
 	}
 }
 

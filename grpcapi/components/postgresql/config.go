@@ -1,7 +1,6 @@
 package postgresql
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +18,7 @@ import (
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/configs"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/configsub"
 )
 
 func init() {
@@ -108,10 +107,7 @@ func parseConfigSettings(md map[string]string) (*configSettings, error) {
 type Config struct {
 	s    *configSettings
 	link *link
-
-	mu      sync.Mutex
-	closing chan struct{}
-	subs    sync.WaitGroup
+	subs configsub.Gate
 }
 
 var _ component.ConfigStore = (*Config)(nil)
@@ -122,8 +118,8 @@ func NewConfig(c *ConfigConfig, env component.Env) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{s: s, link: newLink(env, s.settings, "config"), closing: make(chan struct{})}
-	cfg.link.ready = cfg.prepare
+	cfg := &Config{s: s}
+	cfg.link = newLink(env, s.settings, "config", cfg.prepare)
 	return cfg, nil
 }
 
@@ -132,18 +128,11 @@ func NewConfig(c *ConfigConfig, env component.Env) (*Config, error) {
 func (c *Config) Start(ctx context.Context) error { return c.link.start(ctx) }
 
 // Health reports whether the server answers and the table exists.
-func (c *Config) Health() backends.Health { return c.link.health.Get() }
+func (c *Config) Health() backends.Health { return c.link.Health() }
 
 // Close ends subscriptions and releases the connections.
 func (c *Config) Close() error {
-	c.mu.Lock()
-	select {
-	case <-c.closing:
-	default:
-		close(c.closing)
-	}
-	c.mu.Unlock()
-	c.subs.Wait()
+	c.subs.Close()
 	c.link.close()
 	return nil
 }
@@ -353,7 +342,7 @@ func (c *Config) Get(ctx context.Context, scope component.ConfigScope, keys []st
 		rows, err = c.link.pool.Query(octx, sel+` WHERE key = ANY($1)`, rk)
 	}
 	if err != nil {
-		return nil, c.link.fail(ctx, "get configuration", err)
+		return nil, c.link.Fail(ctx, "get configuration", err)
 	}
 	byKey := map[string]component.ConfigItem{}
 	for rows.Next() {
@@ -361,7 +350,7 @@ func (c *Config) Get(ctx context.Context, scope component.ConfigScope, keys []st
 		var metaText *string
 		if err := rows.Scan(&rowKey, &value, &version, &metaText); err != nil {
 			rows.Close()
-			return nil, c.link.fail(ctx, "get configuration", err)
+			return nil, c.link.Fail(ctx, "get configuration", err)
 		}
 		k, ok := c.itemKey(scope, rowKey)
 		if !ok {
@@ -376,13 +365,13 @@ func (c *Config) Get(ctx context.Context, scope component.ConfigScope, keys []st
 		}
 		// Several rows of one key (a table without a primary key): the
 		// highest version wins, as in contrib.
-		if old, dup := byKey[k]; dup && !newer(it.Version, old.Version) {
+		if old, dup := byKey[k]; dup && !configsub.Newer(it.Version, old.Version) {
 			continue
 		}
 		byKey[k] = it
 	}
 	if err := rows.Err(); err != nil {
-		return nil, c.link.fail(ctx, "get configuration", err)
+		return nil, c.link.Fail(ctx, "get configuration", err)
 	}
 	out := slices.Collect(maps.Values(byKey))
 	slices.SortFunc(out, func(a, b component.ConfigItem) int { return strings.Compare(a.Key, b.Key) })
@@ -443,7 +432,7 @@ func (c *Config) Save(ctx context.Context, items []component.ConfigItem) ([]comp
 				rows.Close()
 				return err
 			}
-			if old, dup := cur[k]; !dup || newer(v, old) {
+			if old, dup := cur[k]; !dup || configsub.Newer(v, old) {
 				cur[k] = v
 			}
 		}
@@ -484,7 +473,7 @@ func (c *Config) Save(ctx context.Context, items []component.ConfigItem) ([]comp
 		return nil, mismatch
 	}
 	if err != nil {
-		return nil, c.link.fail(ctx, "save configuration", err)
+		return nil, c.link.Fail(ctx, "save configuration", err)
 	}
 	out := slices.Clone(items)
 	for i := range out {
@@ -548,20 +537,9 @@ func (c *Config) Delete(ctx context.Context, scope component.ConfigScope, keys [
 		return nil
 	})
 	if err != nil {
-		return 0, c.link.fail(ctx, "delete configuration", err)
+		return 0, c.link.Fail(ctx, "delete configuration", err)
 	}
 	return n, nil
-}
-
-// newer reports whether version a is newer than b: as numbers when both
-// are, otherwise whenever they differ.
-func newer(a, b string) bool {
-	x, errA := strconv.ParseUint(a, 10, 64)
-	y, errB := strconv.ParseUint(b, 10, 64)
-	if errA == nil && errB == nil {
-		return x > y
-	}
-	return a != b
 }
 
 // Subscribe reports changes to scope: the table's trigger notifies every
@@ -575,59 +553,39 @@ func (c *Config) Subscribe(ctx context.Context, scope component.ConfigScope, key
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	select {
-	case <-c.closing:
-		c.mu.Unlock()
+	if !c.subs.Enter() {
 		return errNotStarted
-	default:
 	}
-	c.subs.Add(1)
-	c.mu.Unlock()
-	sub := &configSub{c: c, scope: scope, fn: fn}
-	if len(keys) > 0 {
-		sub.keys = slices.Compact(slices.Sorted(slices.Values(keys)))
-		sub.only = map[string]bool{}
-		for _, k := range sub.keys {
-			sub.only[k] = true
-		}
-	}
+	sub := &configSub{c: c, scope: scope, t: configsub.NewTracker(scope, keys), fn: fn}
 	sctx, cancel := context.WithCancel(ctx)
 	sub.ctx, sub.cancel = sctx, cancel
 	if err := sub.listen(ctx); err != nil {
 		cancel()
-		c.subs.Done()
+		c.subs.Leave()
 		return err
 	}
-	items, err := c.Get(ctx, scope, sub.keys)
+	items, err := c.Get(ctx, scope, sub.t.Keys())
 	if err != nil {
 		sub.conn.Close(context.Background())
 		cancel()
-		c.subs.Done()
+		c.subs.Leave()
 		return err
 	}
-	sub.known = make(map[string]string, len(items))
-	for _, it := range items {
-		sub.known[it.Key] = it.Version
-	}
+	sub.t.Reset(items)
 	go sub.run()
 	return nil
 }
 
-// keepAlive is how long a subscription's connection may stay silent
-// before it is pinged.
-const keepAlive = 15 * time.Second
-
 type configSub struct {
-	c      *Config
-	scope  component.ConfigScope
-	keys   []string
-	only   map[string]bool
+	c     *Config
+	scope component.ConfigScope
+	// t tracks the versions the subscriber knows, to tell what changed
+	// across a lost connection.
+	t      *configsub.Tracker
 	fn     func([]component.ConfigChange)
 	ctx    context.Context
 	cancel context.CancelFunc
 	conn   *pgx.Conn
-	known  map[string]string
 	// parts collects a payload sent in parts.
 	parts    strings.Builder
 	nextPart int
@@ -639,11 +597,11 @@ func (s *configSub) listen(ctx context.Context) error {
 	defer cancel()
 	conn, err := pgx.ConnectConfig(octx, s.c.s.pool.ConnConfig.Copy())
 	if err != nil {
-		return s.c.link.fail(ctx, "subscribe configuration", err)
+		return s.c.link.Fail(ctx, "subscribe configuration", err)
 	}
 	if _, err := conn.Exec(octx, "LISTEN "+quoteIdent(s.c.s.channel)); err != nil {
 		conn.Close(context.Background())
-		return s.c.link.fail(ctx, "subscribe configuration", err)
+		return s.c.link.Fail(ctx, "subscribe configuration", err)
 	}
 	s.conn = conn
 	s.parts.Reset()
@@ -652,12 +610,12 @@ func (s *configSub) listen(ctx context.Context) error {
 }
 
 func (s *configSub) run() {
-	defer s.c.subs.Done()
+	defer s.c.subs.Leave()
 	defer s.cancel()
 	go func() {
 		select {
 		case <-s.ctx.Done():
-		case <-s.c.closing:
+		case <-s.c.subs.Closing():
 			s.cancel()
 		}
 	}()
@@ -668,7 +626,7 @@ func (s *configSub) run() {
 	}()
 	backoff := 50 * time.Millisecond
 	for {
-		wctx, wcancel := context.WithTimeout(s.ctx, keepAlive)
+		wctx, wcancel := context.WithTimeout(s.ctx, configsub.KeepAlive)
 		n, err := s.conn.WaitForNotification(wctx)
 		wcancel()
 		if s.ctx.Err() != nil {
@@ -690,11 +648,11 @@ func (s *configSub) run() {
 		}
 		// The connection is lost: connect again, listen, and read what
 		// changed meanwhile.
-		s.c.link.log.Warn("configuration subscription lost its connection", "component", s.c.link.name, "err", err)
+		s.c.link.Logger().Warn("configuration subscription lost its connection", "component", s.c.link.Name(), "err", err)
 		s.conn.Close(context.Background())
 		s.conn = nil
 		for s.conn == nil {
-			if !s.sleep(backoff) {
+			if !configsub.Sleep(s.ctx.Done(), backoff) {
 				return
 			}
 			backoff = min(2*backoff, 2*time.Second)
@@ -707,17 +665,6 @@ func (s *configSub) run() {
 			}
 		}
 		backoff = 50 * time.Millisecond
-	}
-}
-
-func (s *configSub) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-s.ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -768,7 +715,7 @@ func (s *configSub) deliver(payload string) {
 	}
 	rowKey, _ := n.Data["key"].(string)
 	k, ok := s.c.itemKey(s.scope, rowKey)
-	if !ok || (s.only != nil && !s.only[k]) {
+	if !ok || !s.t.Wants(k) {
 		return
 	}
 	it := component.ConfigItem{AppID: s.scope.AppID, Group: s.scope.Group, Label: s.scope.Label, Key: k}
@@ -778,16 +725,13 @@ func (s *configSub) deliver(payload string) {
 	if m, ok := n.Data["metadata"].(map[string]any); ok {
 		decodeMeta(&it, m)
 	}
-	known, had := s.known[k]
-	if strings.EqualFold(n.Action, "DELETE") {
-		if !had || newer(known, it.Version) {
-			return
-		}
-		delete(s.known, k)
-		s.report([]component.ConfigChange{{Deleted: true, Item: it}})
+	deleted := strings.EqualFold(n.Action, "DELETE")
+	if !s.t.News(k, it.Version, deleted) {
 		return
 	}
-	if had && !newer(it.Version, known) {
+	if deleted {
+		s.t.Forget(k)
+		s.report([]component.ConfigChange{{Deleted: true, Item: it}})
 		return
 	}
 	if !hasValue {
@@ -798,12 +742,12 @@ func (s *configSub) deliver(payload string) {
 		}
 		if len(items) == 0 {
 			// Deleted since: its deletion is reported next.
-			s.known[k] = it.Version
+			s.t.Note(k, it.Version)
 			return
 		}
 		it = items[0]
 	}
-	s.known[k] = it.Version
+	s.t.Note(k, it.Version)
 	s.report([]component.ConfigChange{{Item: it}})
 }
 
@@ -817,42 +761,13 @@ func (s *configSub) report(out []component.ConfigChange) {
 // what changed while the connection was lost: deletions, then updates in
 // version order.
 func (s *configSub) resync() bool {
-	items, err := s.c.Get(s.ctx, s.scope, s.keys)
+	items, err := s.c.Get(s.ctx, s.scope, s.t.Keys())
 	if err != nil {
 		return false
 	}
-	var out, updates []component.ConfigChange
-	seen := make(map[string]bool, len(items))
-	for _, it := range items {
-		seen[it.Key] = true
-		if v, had := s.known[it.Key]; had && v == it.Version {
-			continue
-		}
-		s.known[it.Key] = it.Version
-		updates = append(updates, component.ConfigChange{Item: it})
-	}
-	var gone []string
-	for k := range s.known {
-		if !seen[k] {
-			gone = append(gone, k)
-		}
-	}
-	slices.Sort(gone)
-	for _, k := range gone {
-		delete(s.known, k)
-		out = append(out, component.ConfigChange{Deleted: true, Item: component.ConfigItem{
-			AppID: s.scope.AppID, Group: s.scope.Group, Label: s.scope.Label, Key: k}})
-	}
-	slices.SortStableFunc(updates, func(a, b component.ConfigChange) int {
-		x, errA := strconv.ParseUint(a.Item.Version, 10, 64)
-		y, errB := strconv.ParseUint(b.Item.Version, 10, 64)
-		if errA != nil || errB != nil {
-			return 0
-		}
-		return cmp.Compare(x, y)
-	})
-	s.c.link.log.Info("configuration subscription reconnected", "component", s.c.link.name,
-		"deleted", len(out), "updated", len(updates))
-	s.report(append(out, updates...))
+	deleted, updated := s.t.Resync(items)
+	s.c.link.Logger().Info("configuration subscription reconnected", "component", s.c.link.Name(),
+		"deleted", len(deleted), "updated", len(updated))
+	s.report(append(deleted, updated...))
 	return true
 }

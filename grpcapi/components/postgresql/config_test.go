@@ -17,36 +17,8 @@ import (
 
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/storetest"
 )
-
-type changes struct {
-	mu  sync.Mutex
-	chs []component.ConfigChange
-}
-
-func (c *changes) add(chs []component.ConfigChange) {
-	c.mu.Lock()
-	c.chs = append(c.chs, chs...)
-	c.mu.Unlock()
-}
-
-func (c *changes) get() []component.ConfigChange {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.chs)
-}
-
-func (c *changes) summary() []string {
-	var out []string
-	for _, ch := range c.get() {
-		if ch.Deleted {
-			out = append(out, "-"+ch.Item.Key)
-		} else {
-			out = append(out, ch.Item.Key+"="+ch.Item.Content)
-		}
-	}
-	return out
-}
 
 func TestEscape(t *testing.T) {
 	alphabet := regexp.MustCompile(`^[a-zA-Z0-9./_]*$`) // contrib's key check
@@ -94,14 +66,14 @@ func TestConfigUserTable(t *testing.T) {
 		END;
 		$$ LANGUAGE plpgsql`)
 	exec(t, `CREATE TRIGGER `+table+`_trg AFTER INSERT OR UPDATE OR DELETE ON `+table+` FOR EACH ROW EXECUTE PROCEDURE `+table+`_notify()`)
-	waitState(t, c, backends.StateUp)
+	storetest.WaitState(t, c, backends.StateUp)
 
 	ctx := context.Background()
 	scope := component.ConfigScope{AppID: "app", Group: "g"}
-	rec := &changes{}
+	rec := &storetest.Changes{}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := c.Subscribe(sctx, scope, nil, rec.add); err != nil {
+	if err := c.Subscribe(sctx, scope, nil, rec.Add); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"1", "2"} {
@@ -112,8 +84,8 @@ func TestConfigUserTable(t *testing.T) {
 	if n, err := c.Delete(ctx, scope, nil); err != nil || n != 1 {
 		t.Fatalf("Delete: %d %v", n, err)
 	}
-	waitFor(t, "three changes", func() bool { return len(rec.get()) == 3 })
-	if got, want := rec.summary(), []string{"k=1", "k=2", "-k"}; !slices.Equal(got, want) {
+	storetest.WaitFor(t, "three changes", func() bool { return len(rec.Get()) == 3 })
+	if got, want := rec.Summary(), []string{"k=1", "k=2", "-k"}; !slices.Equal(got, want) {
 		t.Errorf("changes %q, want %q", got, want)
 	}
 }
@@ -125,7 +97,7 @@ func TestConfigReadByContrib(t *testing.T) {
 	table := testTable(t)
 	c := startConfig(t, map[string]string{"connectionString": pgConn, "table": table, "createTable": "true"})
 	defer c.Close()
-	waitState(t, c, backends.StateUp)
+	storetest.WaitState(t, c, backends.StateUp)
 	ctx := context.Background()
 	scope := component.ConfigScope{AppID: "orders", Group: "db/main", Label: "prod"}
 	saved, err := c.Save(ctx, []component.ConfigItem{{AppID: "orders", Group: "db/main", Label: "prod", Key: "url",
@@ -165,7 +137,7 @@ func TestConfigReadByContrib(t *testing.T) {
 		t.Fatal(err)
 	}
 	// contrib listens in the background: save until it reports.
-	waitFor(t, "contrib's subscription to report a Mecha save", func() bool {
+	storetest.WaitFor(t, "contrib's subscription to report a Mecha save", func() bool {
 		s, err := c.Save(ctx, []component.ConfigItem{{AppID: "orders", Group: "db/main", Label: "prod", Key: "url", Content: "new"}})
 		if err != nil {
 			t.Fatal(err)
@@ -182,13 +154,13 @@ func TestConfigReadByContrib(t *testing.T) {
 func TestConfigLargeItem(t *testing.T) {
 	c := startConfig(t, map[string]string{"connectionString": pgConn, "table": testTable(t), "createTable": "true"})
 	defer c.Close()
-	waitState(t, c, backends.StateUp)
+	storetest.WaitState(t, c, backends.StateUp)
 	ctx := context.Background()
 	scope := component.ConfigScope{AppID: "a", Group: "g"}
-	rec := &changes{}
+	rec := &storetest.Changes{}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := c.Subscribe(sctx, scope, nil, rec.add); err != nil {
+	if err := c.Subscribe(sctx, scope, nil, rec.Add); err != nil {
 		t.Fatal(err)
 	}
 	// Quotes, backslashes, newlines and multi-byte characters across the
@@ -201,8 +173,8 @@ func TestConfigLargeItem(t *testing.T) {
 	if _, err := c.Delete(ctx, scope, []string{"big"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two changes", func() bool { return len(rec.get()) == 2 })
-	chs := rec.get()
+	storetest.WaitFor(t, "two changes", func() bool { return len(rec.Get()) == 2 })
+	chs := rec.Get()
 	if chs[0].Deleted || chs[0].Item.Content != big || chs[0].Item.Version != saved[0].Version || chs[0].Item.Tags["t"] != "v" {
 		t.Errorf("first change: deleted=%v %d bytes version %q tags %v, want the saved item", chs[0].Deleted, len(chs[0].Item.Content), chs[0].Item.Version, chs[0].Item.Tags)
 	}
@@ -216,7 +188,7 @@ func TestConfigLargeItem(t *testing.T) {
 // order: the subscription connects again and reads the scope again.
 func TestConfigSubscribeReconnects(t *testing.T) {
 	table := testTable(t)
-	logs := &logCounter{}
+	logs := &storetest.LogCounter{}
 	c, err := NewConfig(&ConfigConfig{Base: component.Base{Metadata: map[string]string{
 		"connectionString": pgConn, "table": table, "createTable": "true"}}}, component.Env{Name: "cfg", Logger: slog.New(logs)})
 	if err != nil {
@@ -227,81 +199,8 @@ func TestConfigSubscribeReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitState(t, c, backends.StateUp)
-	scope := component.ConfigScope{AppID: "a", Group: "g"}
-	it := func(k, v string) component.ConfigItem {
-		return component.ConfigItem{AppID: "a", Group: "g", Key: k, Content: v}
-	}
-	if _, err := c.Save(ctx, []component.ConfigItem{it("gone", "x"), it("kept", "x")}); err != nil {
-		t.Fatal(err)
-	}
-	rec := &changes{}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := c.Subscribe(sctx, scope, nil, rec.add); err != nil {
-		t.Fatal(err)
-	}
-	kill := func() {
+	storetest.WaitState(t, c, backends.StateUp)
+	storetest.SubscribeReconnects(t, c, logs, func() {
 		exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`, `LISTEN "`+table+`"`)
-	}
-	for round := range 3 {
-		kill()
-		v := string(rune('1' + round))
-		if _, err := c.Save(ctx, []component.ConfigItem{it("new", v)}); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "new="+v, func() bool {
-			s := rec.summary()
-			return len(s) > 0 && s[len(s)-1] == "new="+v
-		})
-	}
-	kill()
-	if _, err := c.Delete(ctx, scope, []string{"gone"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the deletion", func() bool {
-		s := rec.summary()
-		return len(s) > 0 && s[len(s)-1] == "-gone"
 	})
-	if _, err := c.Save(ctx, []component.ConfigItem{it("last", "x")}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the last change", func() bool {
-		s := rec.summary()
-		return len(s) > 0 && s[len(s)-1] == "last=x"
-	})
-	if got, want := rec.summary(), []string{"new=1", "new=2", "new=3", "-gone", "last=x"}; !slices.Equal(got, want) {
-		t.Errorf("changes %q, want %q", got, want)
-	}
-	if n := logs.count("configuration subscription reconnected"); n == 0 {
-		t.Error("the subscription never reconnected")
-	}
-}
-
-// logCounter is a slog handler that counts messages.
-type logCounter struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *logCounter) WithGroup(string) slog.Handler            { return l }
-func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	l.msgs = append(l.msgs, r.Message)
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *logCounter) count(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, m := range l.msgs {
-		if m == msg {
-			n++
-		}
-	}
-	return n
 }

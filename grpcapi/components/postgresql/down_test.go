@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/storetest"
 )
 
 // TestStoreDown starts each component while nothing listens on its port:
@@ -15,7 +15,6 @@ import (
 // recovers by itself, and again after the server goes away for a while.
 func TestStoreDown(t *testing.T) {
 	ctx := context.Background()
-	scope := component.ConfigScope{AppID: "app", Group: "g"}
 	cases := []struct {
 		name  string
 		start func(t *testing.T, addr, table string) component.Component
@@ -23,22 +22,7 @@ func TestStoreDown(t *testing.T) {
 	}{
 		{"config", func(t *testing.T, addr, table string) component.Component {
 			return startConfig(t, map[string]string{"connectionString": connString(addr), "table": table, "createTable": "true"})
-		}, func(c component.Component) error {
-			s := c.(*Config)
-			if _, err := s.Save(ctx, []component.ConfigItem{{AppID: "app", Group: "g", Key: "k", Content: "v"}}); err != nil {
-				return err
-			}
-			if _, err := s.Get(ctx, scope, nil); err != nil {
-				return err
-			}
-			sctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			if err := s.Subscribe(sctx, scope, nil, func([]component.ConfigChange) {}); err != nil {
-				return err
-			}
-			_, err := s.Delete(ctx, scope, nil)
-			return err
-		}},
+		}, func(c component.Component) error { return storetest.ConfigOps(ctx, c.(*Config)) }},
 		{"sequencer", func(t *testing.T, addr, table string) component.Component {
 			return startSequencer(t, map[string]string{"connectionString": connString(addr), "table": table})
 		}, func(c component.Component) error {
@@ -48,27 +32,10 @@ func TestStoreDown(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newProxy(t, pgAddr)
-			c := tc.start(t, p.addr(), testTable(t))
+			p := storetest.NewProxy(t, pgAddr)
+			c := tc.start(t, p.Addr(), testTable(t))
 			defer c.Close()
-			if h := c.Health(); h.State != backends.StateDown || h.Detail == "" {
-				t.Fatalf("health with nothing listening: %+v, want DOWN with a reason", h)
-			}
-			mustUnavailable(t, "operation with nothing listening", tc.op(c))
-
-			p.start()
-			waitState(t, c, backends.StateUp)
-			if err := tc.op(c); err != nil {
-				t.Fatalf("operation after the server came up: %v", err)
-			}
-
-			p.stop()
-			mustUnavailable(t, "operation after the server went away", tc.op(c))
-			waitState(t, c, backends.StateDown)
-
-			p.start()
-			waitState(t, c, backends.StateUp)
-			waitFor(t, "operations to succeed after the server came back", func() bool { return tc.op(c) == nil })
+			storetest.DownAndBack(t, c, p.Start, p.Stop, func() error { return tc.op(c) })
 		})
 	}
 }

@@ -10,20 +10,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"regexp"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/configs"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/sqlmeta"
 )
 
 // Health probing.
@@ -46,54 +43,24 @@ type settings struct {
 	own map[string]string
 }
 
-// key is a metadata key a component reads.
-type key struct {
-	name    string
-	aliases []string
-}
-
 // common are the keys every component here reads.
-var common = []key{
-	{name: "connectionString", aliases: []string{"url"}},
-	{name: "table"},
-	{name: "timeout", aliases: []string{"timeoutInSeconds"}},
-	{name: "maxConns"},
-	{name: "connectionMaxIdleTime"},
+var common = []sqlmeta.Key{
+	{Name: "connectionString", Aliases: []string{"url"}},
+	{Name: "table"},
+	{Name: "timeout", Aliases: []string{"timeoutInSeconds"}},
+	{Name: "maxConns"},
+	{Name: "connectionMaxIdleTime"},
 }
 
 // parseSettings decodes and checks metadata. tableRE restricts the table
 // name; own lists the component's other keys.
 func parseSettings(md map[string]string, defaultTable string, tableRE *regexp.Regexp, own ...string) (*settings, error) {
-	known := map[string]string{}
-	var names []string
-	for _, k := range common {
-		known[strings.ToLower(k.name)] = k.name
-		names = append(names, k.name)
-		for _, a := range k.aliases {
-			known[strings.ToLower(a)] = k.name
-		}
-	}
+	keys := slices.Clone(common)
 	for _, k := range own {
-		known[strings.ToLower(k)] = k
-		names = append(names, k)
+		keys = append(keys, sqlmeta.Key{Name: k})
 	}
-	sort.Strings(names)
-	vals := map[string]string{}
-	var errs []error
-	mdKeys := make([]string, 0, len(md))
-	for k := range md {
-		mdKeys = append(mdKeys, k)
-	}
-	sort.Strings(mdKeys)
-	for _, k := range mdKeys {
-		canon, ok := known[strings.ToLower(k)]
-		if !ok {
-			errs = append(errs, configs.Errorf("metadata."+k, "unknown key (known: %s)", strings.Join(names, ", ")))
-			continue
-		}
-		vals[canon] = md[k]
-	}
-	s := &settings{table: defaultTable, timeout: defaultTimeout, own: map[string]string{}, connString: vals["connectionString"]}
+	vals, errs := sqlmeta.Read(md, keys)
+	s := &settings{table: defaultTable, own: map[string]string{}, connString: vals["connectionString"]}
 	for _, k := range own {
 		if v, ok := vals[k]; ok {
 			s.own[k] = v
@@ -113,23 +80,18 @@ func parseSettings(md map[string]string, defaultTable string, tableRE *regexp.Re
 	if !tableRE.MatchString(s.table) || len(s.table) > 63 {
 		errs = append(errs, configs.Errorf("metadata.table", "%q is not allowed: use at most 63 of %s", s.table, tableRE))
 	}
-	if v, ok := vals["timeout"]; ok {
-		d, err := parseDuration(v)
-		if err != nil || d < time.Second {
-			errs = append(errs, configs.Errorf("metadata.timeout", "must be a duration of at least 1s (\"20s\", or seconds: \"20\")"))
-		}
-		s.timeout = d
+	var err error
+	if s.timeout, err = sqlmeta.Timeout(vals, defaultTimeout); err != nil {
+		errs = append(errs, err)
 	}
 	if s.pool != nil {
-		if v, ok := vals["maxConns"]; ok {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				errs = append(errs, configs.Errorf("metadata.maxConns", "must be a positive integer"))
-			}
+		if n, err := sqlmeta.MaxConns(vals); err != nil {
+			errs = append(errs, err)
+		} else if n > 0 {
 			s.pool.MaxConns = int32(min(n, 1<<20))
 		}
 		if v, ok := vals["connectionMaxIdleTime"]; ok {
-			d, err := parseDuration(v)
+			d, err := sqlmeta.ParseDuration(v)
 			if err != nil || d <= 0 {
 				errs = append(errs, configs.Errorf("metadata.connectionMaxIdleTime", "must be a positive duration"))
 			}
@@ -143,14 +105,6 @@ func parseSettings(md map[string]string, defaultTable string, tableRE *regexp.Re
 		return nil, err
 	}
 	return s, nil
-}
-
-// parseDuration reads a Go duration or a number of seconds.
-func parseDuration(v string) (time.Duration, error) {
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second, nil
-	}
-	return time.ParseDuration(v)
 }
 
 // quoteIdent quotes a possibly schema-qualified name.
@@ -170,32 +124,35 @@ func bareName(name string) string {
 	return name
 }
 
-// link is what every component here keeps: a pool, its health and a
-// goroutine that probes the server, so that a component started while
-// PostgreSQL was down comes up by itself.
+// link is what every component here keeps: a pool and the
+// component.Link that probes the server with it, so that a component
+// started while PostgreSQL was down comes up by itself.
 type link struct {
-	name string
-	log  *slog.Logger
+	*component.Link
 	s    *settings
 	pool *pgxpool.Pool
-	// ready runs once the server answers, until it succeeds (creating
-	// or checking the table); the component is UP only after it has.
-	ready  func(ctx context.Context) error
-	health backends.HealthCell
-
-	mu      sync.Mutex
-	isReady bool
-	kick    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
 }
 
-func newLink(env component.Env, s *settings, kind string) *link {
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &link{name: env.Name, log: log.With("store", kind), s: s}
+// newLink returns the link of a component of kind (config, sequencer);
+// ready runs once the server answers, until it succeeds (creating or
+// checking the table), and the component is UP only after it has.
+func newLink(env component.Env, s *settings, kind string, ready func(ctx context.Context) error) *link {
+	l := &link{s: s}
+	l.Link = component.NewLink(component.LinkConfig{
+		Store:       "postgresql",
+		Kind:        kind,
+		Name:        env.Name,
+		Logger:      env.Logger,
+		Ping:        func(ctx context.Context) error { return l.pool.Ping(ctx) },
+		Ready:       ready,
+		Unavailable: unavailable,
+		// CallerDeadline stays unset: an operation that outlives its
+		// deadline (the caller's, or the configured timeout that op adds)
+		// counts as the server not answering in time.
+		Interval: probeInterval,
+		Timeout:  probeTimeout,
+	})
+	return l
 }
 
 // start creates the pool and probes once; it succeeds (DOWN) when the
@@ -209,78 +166,14 @@ func (l *link) start(ctx context.Context) error {
 		return fmt.Errorf("postgresql pool: %w", err)
 	}
 	l.pool = pool
-	l.kick = make(chan struct{}, 1)
-	l.stop = make(chan struct{})
-	l.done = make(chan struct{})
-	l.probe(ctx)
-	go l.loop()
-	return nil
+	return l.Start(ctx)
 }
 
 // close stops the probe and the pool; it is safe after a failed or
 // missing start.
 func (l *link) close() {
-	if l.stop == nil {
-		return
-	}
-	select {
-	case <-l.stop:
-		return
-	default:
-	}
-	close(l.stop)
-	<-l.done
-	l.pool.Close()
-	l.health.Set(backends.StateDown, "closed")
-}
-
-func (l *link) loop() {
-	defer close(l.done)
-	t := time.NewTimer(probeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-l.kick:
-		case <-t.C:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-l.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		l.probe(ctx)
-		cancel()
-		t.Reset(probeInterval)
-	}
-}
-
-func (l *link) probe(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	err := l.pool.Ping(ctx)
-	if err == nil {
-		l.mu.Lock()
-		if !l.isReady && l.ready != nil {
-			err = l.ready(ctx)
-		}
-		if err == nil {
-			l.isReady = true
-		}
-		l.mu.Unlock()
-	}
-	if err != nil {
-		if l.health.Set(backends.StateDown, err.Error()) {
-			l.log.Warn("postgresql component down", "component", l.name, "err", err)
-		}
-		return
-	}
-	if l.health.Set(backends.StateUp, "") {
-		l.log.Info("postgresql component up", "component", l.name)
+	if l.Close() {
+		l.pool.Close()
 	}
 }
 
@@ -290,27 +183,6 @@ func (l *link) op(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, l.s.timeout)
-}
-
-// fail turns an operation's error into the error to return: connectivity
-// failures wrap component.ErrUnavailable, mark the component DOWN and wake
-// the prober.
-func (l *link) fail(ctx context.Context, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if !unavailable(err) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	l.health.Set(backends.StateDown, err.Error())
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-	return component.Unavailable(fmt.Errorf("%s: %w", op, err))
 }
 
 // unavailable tells connectivity failures from errors the server

@@ -59,10 +59,10 @@ func NewSequencer(c *SequencerConfig, env component.Env) (*Sequencer, error) {
 		return nil, err
 	}
 	t := quoteIdent(s.table)
-	q := &Sequencer{s: s, link: newLink(env, s, "sequencer"),
+	q := &Sequencer{s: s,
 		reserve: `INSERT INTO ` + t + ` AS s (key, value) VALUES ($1, $2)
 			ON CONFLICT (key) DO UPDATE SET value = s.value + EXCLUDED.value RETURNING value`}
-	q.link.ready = q.createTable
+	q.link = newLink(env, s, "sequencer", q.createTable)
 	return q, nil
 }
 
@@ -71,7 +71,7 @@ func NewSequencer(c *SequencerConfig, env component.Env) (*Sequencer, error) {
 func (q *Sequencer) Start(ctx context.Context) error { return q.link.start(ctx) }
 
 // Health reports whether the server answers and the table exists.
-func (q *Sequencer) Health() backends.Health { return q.link.health.Get() }
+func (q *Sequencer) Health() backends.Health { return q.link.Health() }
 
 // Close releases the connections.
 func (q *Sequencer) Close() error {
@@ -110,7 +110,7 @@ func (q *Sequencer) Reserve(ctx context.Context, key string, n int64) (int64, er
 		}
 	}
 	if err != nil {
-		return 0, q.link.fail(ctx, "reserve ids", err)
+		return 0, q.link.Fail(ctx, "reserve ids", err)
 	}
 	return last - n + 1, nil
 }

@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/configsub"
 )
 
 func init() {
@@ -57,10 +57,7 @@ func (c *ConfigConfig) Validate() error {
 type Config struct {
 	s    *settings
 	link *link
-
-	mu      sync.Mutex
-	closing chan struct{}
-	subs    sync.WaitGroup
+	subs configsub.Gate
 }
 
 var _ component.ConfigStore = (*Config)(nil)
@@ -71,7 +68,7 @@ func NewConfig(c *ConfigConfig, env component.Env) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Config{s: s, link: newLink(env, "config"), closing: make(chan struct{})}, nil
+	return &Config{s: s, link: newLink(env, "config", nil)}, nil
 }
 
 // Start connects; when Redis is down it still succeeds, reporting DOWN
@@ -79,18 +76,11 @@ func NewConfig(c *ConfigConfig, env component.Env) (*Config, error) {
 func (c *Config) Start(ctx context.Context) error { return c.link.start(ctx, c.s) }
 
 // Health reports whether Redis answers.
-func (c *Config) Health() backends.Health { return c.link.health.Get() }
+func (c *Config) Health() backends.Health { return c.link.Health() }
 
 // Close ends subscriptions and releases the connections.
 func (c *Config) Close() error {
-	c.mu.Lock()
-	select {
-	case <-c.closing:
-	default:
-		close(c.closing)
-	}
-	c.mu.Unlock()
-	c.subs.Wait()
+	c.subs.Close()
 	return c.link.close()
 }
 
@@ -212,7 +202,7 @@ func (c *Config) Get(ctx context.Context, scope component.ConfigScope, keys []st
 	if len(keys) == 0 {
 		res, err := getAllScript.Run(ctx, c.link.client, []string{c.indexKey(scope)}, c.itemPrefix(scope), c.metaPrefix(scope)).StringSlice()
 		if err != nil {
-			return nil, c.link.fail(ctx, "get configuration", err)
+			return nil, c.link.Fail(ctx, "get configuration", err)
 		}
 		for i := 0; i+2 < len(res); i += 3 {
 			if it, ok := item(scope, res[i], res[i+1], res[i+2]); ok {
@@ -230,7 +220,7 @@ func (c *Config) Get(ctx context.Context, scope component.ConfigScope, keys []st
 		}
 		vals, err := c.link.client.MGet(ctx, rk...).Result()
 		if err != nil {
-			return nil, c.link.fail(ctx, "get configuration", err)
+			return nil, c.link.Fail(ctx, "get configuration", err)
 		}
 		for i, k := range keys {
 			raw, ok := vals[i].(string)
@@ -336,7 +326,7 @@ func (c *Config) Save(ctx context.Context, items []component.ConfigItem) ([]comp
 	}
 	res, err := saveScript.Run(ctx, c.link.client, keys, args...).StringSlice()
 	if err != nil {
-		return nil, c.link.fail(ctx, "save configuration", err)
+		return nil, c.link.Fail(ctx, "save configuration", err)
 	}
 	if len(res) == 2 && res[0] == "mismatch" {
 		i, _ := strconv.Atoi(res[1])
@@ -420,7 +410,7 @@ func (c *Config) Delete(ctx context.Context, scope component.ConfigScope, keys [
 		n, err = deleteScript.Run(ctx, c.link.client, rk, args...).Int64()
 	}
 	if err != nil {
-		return 0, c.link.fail(ctx, "delete configuration", err)
+		return 0, c.link.Fail(ctx, "delete configuration", err)
 	}
 	return int(n), nil
 }
@@ -445,25 +435,12 @@ func (c *Config) Subscribe(ctx context.Context, scope component.ConfigScope, key
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	select {
-	case <-c.closing:
-		c.mu.Unlock()
+	if !c.subs.Enter() {
 		return errNotStarted
-	default:
 	}
-	c.subs.Add(1)
-	c.mu.Unlock()
-	sub := &configSub{c: c, scope: scope, fn: fn, done: make(chan struct{})}
-	if len(keys) > 0 {
-		sub.keys = uniqueSorted(keys)
-		sub.only = map[string]bool{}
-		for _, k := range sub.keys {
-			sub.only[k] = true
-		}
-	}
+	sub := &configSub{c: c, scope: scope, t: configsub.NewTracker(scope, keys), fn: fn, done: make(chan struct{})}
 	if err := sub.subscribe(ctx); err != nil {
-		c.subs.Done()
+		c.subs.Leave()
 		return err
 	}
 	go sub.run(ctx)
@@ -474,22 +451,15 @@ func (c *Config) Subscribe(ctx context.Context, scope component.ConfigScope, key
 type configSub struct {
 	c     *Config
 	scope component.ConfigScope
-	keys  []string
-	only  map[string]bool
-	fn    func([]component.ConfigChange)
-	done  chan struct{}
-	// known maps each key the subscriber knows of to its version, to tell
-	// what changed across a lost connection.
-	known map[string]string
+	// t tracks the versions the subscriber knows, to tell what changed
+	// across a lost connection.
+	t    *configsub.Tracker
+	fn   func([]component.ConfigChange)
+	done chan struct{}
 
 	mu sync.Mutex
 	ps *goredis.PubSub // nil once the subscription has ended
 }
-
-// keepAlive is how long a subscription's connection may stay silent
-// before it is pinged; a ping unanswered for as long again means the
-// connection is lost.
-const keepAlive = 15 * time.Second
 
 // subscribe subscribes, waits for Redis to confirm and reads what the
 // subscriber knows.
@@ -498,15 +468,12 @@ func (s *configSub) subscribe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	items, err := s.c.Get(ctx, s.scope, s.keys)
+	items, err := s.c.Get(ctx, s.scope, s.t.Keys())
 	if err != nil {
 		ps.Close()
 		return err
 	}
-	s.known = make(map[string]string, len(items))
-	for _, it := range items {
-		s.known[it.Key] = it.Version
-	}
+	s.t.Reset(items)
 	s.ps = ps
 	return nil
 }
@@ -516,20 +483,20 @@ func (s *configSub) open(ctx context.Context) (*goredis.PubSub, error) {
 	ps := s.c.link.client.Subscribe(ctx, s.c.channel(s.scope))
 	if _, err := ps.ReceiveTimeout(ctx, probeTimeout+time.Second); err != nil {
 		ps.Close()
-		return nil, s.c.link.fail(ctx, "subscribe configuration", err)
+		return nil, s.c.link.Fail(ctx, "subscribe configuration", err)
 	}
 	return ps, nil
 }
 
 // run delivers changes until ctx ends or the store closes.
 func (s *configSub) run(ctx context.Context) {
-	defer s.c.subs.Done()
+	defer s.c.subs.Leave()
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
-		case <-s.c.closing:
+		case <-s.c.subs.Closing():
 		}
 		s.mu.Lock()
 		close(s.done)
@@ -546,7 +513,7 @@ func (s *configSub) run(ctx context.Context) {
 		if ps == nil {
 			return
 		}
-		msg, err := ps.ReceiveTimeout(context.Background(), keepAlive)
+		msg, err := ps.ReceiveTimeout(context.Background(), configsub.KeepAlive)
 		if s.stopped() {
 			return
 		}
@@ -560,7 +527,7 @@ func (s *configSub) run(ctx context.Context) {
 			continue
 		case errors.As(err, &ne) && ne.Timeout() && !pinged:
 			// Silent for a while: make sure the connection is alive (the
-			// answer comes as a message).
+			// answer comes as a message, within KeepAlive again).
 			pinged = true
 			if ps.Ping(context.Background()) == nil {
 				continue
@@ -581,7 +548,7 @@ func (s *configSub) reconnect(ctx context.Context, old *goredis.PubSub) bool {
 	old.Close()
 	backoff := 50 * time.Millisecond
 	for {
-		if !s.sleep(backoff) {
+		if !configsub.Sleep(s.done, backoff) {
 			return false
 		}
 		backoff = min(2*backoff, 2*time.Second)
@@ -613,22 +580,11 @@ func (s *configSub) stopped() bool {
 	}
 }
 
-func (s *configSub) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-s.done:
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // deliver reports the changes of one published message.
 func (s *configSub) deliver(payload string) {
 	var chs []change
 	if err := json.Unmarshal([]byte(payload), &chs); err != nil {
-		s.c.link.log.Warn("configuration change not understood", "component", s.c.link.name, "err", err)
+		s.c.link.Logger().Warn("configuration change not understood", "component", s.c.link.Name(), "err", err)
 		return
 	}
 	var out []component.ConfigChange
@@ -638,26 +594,12 @@ func (s *configSub) deliver(payload string) {
 			raw = ch.Raw
 		}
 		it, ok := item(s.scope, ch.Key, raw, ch.Meta)
-		if !ok || (s.only != nil && !s.only[it.Key]) {
+		if !ok || !s.t.Wants(it.Key) {
 			continue
 		}
-		known, had := s.known[it.Key]
-		if ch.Deleted != 0 {
-			// A delete of an item the subscriber does not know of, or of
-			// an older one than it knows (read again after a lost
-			// connection), is not news.
-			if !had || newer(known, it.Version) {
-				continue
-			}
-			delete(s.known, it.Key)
-			out = append(out, component.ConfigChange{Deleted: true, Item: it})
-			continue
+		if c := (component.ConfigChange{Deleted: ch.Deleted != 0, Item: it}); s.t.Accept(c) {
+			out = append(out, c)
 		}
-		if had && !newer(it.Version, known) {
-			continue
-		}
-		s.known[it.Key] = it.Version
-		out = append(out, component.ConfigChange{Item: it})
 	}
 	s.report(out)
 }
@@ -672,53 +614,13 @@ func (s *configSub) report(out []component.ConfigChange) {
 // reports, as a summary, what changed meanwhile: deletions (by key), then
 // updates in the order of their versions.
 func (s *configSub) resync(ctx context.Context) bool {
-	items, err := s.c.Get(ctx, s.scope, s.keys)
+	items, err := s.c.Get(ctx, s.scope, s.t.Keys())
 	if err != nil {
 		return false
 	}
-	var out, updates []component.ConfigChange
-	seen := make(map[string]bool, len(items))
-	for _, it := range items {
-		seen[it.Key] = true
-		if v, had := s.known[it.Key]; had && v == it.Version {
-			continue
-		}
-		s.known[it.Key] = it.Version
-		updates = append(updates, component.ConfigChange{Item: it})
-	}
-	var gone []string
-	for k := range s.known {
-		if !seen[k] {
-			gone = append(gone, k)
-		}
-	}
-	slices.Sort(gone)
-	for _, k := range gone {
-		delete(s.known, k)
-		out = append(out, component.ConfigChange{Deleted: true, Item: component.ConfigItem{
-			AppID: s.scope.AppID, Group: s.scope.Group, Label: s.scope.Label, Key: k}})
-	}
-	slices.SortStableFunc(updates, func(a, b component.ConfigChange) int {
-		x, errA := strconv.ParseUint(a.Item.Version, 10, 64)
-		y, errB := strconv.ParseUint(b.Item.Version, 10, 64)
-		if errA != nil || errB != nil {
-			return 0
-		}
-		return cmp.Compare(x, y)
-	})
-	s.c.link.log.Info("configuration subscription reconnected", "component", s.c.link.name,
-		"deleted", len(out), "updated", len(updates))
-	s.report(append(out, updates...))
+	deleted, updated := s.t.Resync(items)
+	s.c.link.Logger().Info("configuration subscription reconnected", "component", s.c.link.Name(),
+		"deleted", len(deleted), "updated", len(updated))
+	s.report(append(deleted, updated...))
 	return true
-}
-
-// newer reports whether version a is newer than b: as numbers when both
-// are, otherwise whenever they differ.
-func newer(a, b string) bool {
-	x, errA := strconv.ParseUint(a, 10, 64)
-	y, errB := strconv.ParseUint(b, 10, 64)
-	if errA == nil && errB == nil {
-		return x > y
-	}
-	return a != b
 }

@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/storetest"
 )
 
 // TestConfigKeyLayout checks the documented keys, names with the
@@ -61,10 +62,10 @@ func TestConfigContentWithSeparator(t *testing.T) {
 	defer c.Close()
 	ctx := context.Background()
 	scope := component.ConfigScope{AppID: "a", Group: "g", Label: "l"}
-	rec := &changes{}
+	rec := &storetest.Changes{}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := c.Subscribe(sctx, scope, nil, rec.add); err != nil {
+	if err := c.Subscribe(sctx, scope, nil, rec.Add); err != nil {
 		t.Fatal(err)
 	}
 	contents := []string{"a||b||", "x|", "||", "|||", "end"}
@@ -85,29 +86,12 @@ func TestConfigContentWithSeparator(t *testing.T) {
 			t.Errorf("item %q: %q version %q, want %q version %q", it.Key, it.Content, it.Version, contents[i], saved[i].Version)
 		}
 	}
-	waitFor(t, "changes", func() bool { return len(rec.get()) == len(contents) })
-	for i, ch := range rec.get() {
+	storetest.WaitFor(t, "changes", func() bool { return len(rec.Get()) == len(contents) })
+	for i, ch := range rec.Get() {
 		if ch.Item.Content != contents[i] || ch.Item.Version != saved[i].Version {
 			t.Errorf("change %d: %q version %q, want %q version %q", i, ch.Item.Content, ch.Item.Version, contents[i], saved[i].Version)
 		}
 	}
-}
-
-type changes struct {
-	mu  sync.Mutex
-	chs []component.ConfigChange
-}
-
-func (c *changes) add(chs []component.ConfigChange) {
-	c.mu.Lock()
-	c.chs = append(c.chs, chs...)
-	c.mu.Unlock()
-}
-
-func (c *changes) get() []component.ConfigChange {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.chs)
 }
 
 // TestConfigSubscribeReconnects kills the subscription's connection and
@@ -116,7 +100,7 @@ func (c *changes) get() []component.ConfigChange {
 func TestConfigSubscribeReconnects(t *testing.T) {
 	srv := newPrivateRedis(t)
 	srv.start()
-	logs := &logCounter{}
+	logs := &storetest.LogCounter{}
 	c, err := NewConfig(&ConfigConfig{Base: component.Base{Metadata: metadata(srv.addr(), "mecha")}},
 		component.Env{Name: "cfg", Logger: slog.New(logs)})
 	if err != nil {
@@ -129,94 +113,11 @@ func TestConfigSubscribeReconnects(t *testing.T) {
 	defer c.Close()
 	rc := goredis.NewClient(&goredis.Options{Addr: srv.addr()})
 	defer rc.Close()
-	scope := component.ConfigScope{AppID: "a", Group: "g"}
-	it := func(k, v string) component.ConfigItem {
-		return component.ConfigItem{AppID: "a", Group: "g", Key: k, Content: v}
-	}
-
-	if _, err := c.Save(ctx, []component.ConfigItem{it("gone", "x"), it("kept", "x")}); err != nil {
-		t.Fatal(err)
-	}
-	rec := &changes{}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := c.Subscribe(sctx, scope, nil, rec.add); err != nil {
-		t.Fatal(err)
-	}
-	for round := range 3 {
+	storetest.SubscribeReconnects(t, c, logs, func() {
 		if err := rc.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 			t.Fatal(err)
 		}
-		v := string(rune('1' + round))
-		if _, err := c.Save(ctx, []component.ConfigItem{it("new", v)}); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "new="+v, func() bool {
-			chs := rec.get()
-			return len(chs) > 0 && chs[len(chs)-1].Item.Key == "new" && chs[len(chs)-1].Item.Content == v
-		})
-	}
-	rc.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub")
-	if _, err := c.Delete(ctx, scope, []string{"gone"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the deletion", func() bool {
-		chs := rec.get()
-		return len(chs) > 0 && chs[len(chs)-1].Deleted
 	})
-	if _, err := c.Save(ctx, []component.ConfigItem{it("last", "x")}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the last change", func() bool {
-		chs := rec.get()
-		return len(chs) > 0 && chs[len(chs)-1].Item.Key == "last"
-	})
-	var seq []string
-	for _, ch := range rec.get() {
-		if ch.Deleted {
-			seq = append(seq, "-"+ch.Item.Key)
-		} else {
-			seq = append(seq, ch.Item.Key+"="+ch.Item.Content)
-		}
-	}
-	want := []string{"new=1", "new=2", "new=3", "-gone", "last=x"}
-	if !slices.Equal(seq, want) {
-		t.Errorf("changes %q, want %q", seq, want)
-	}
-	// The changes made while the connection was lost came from reading
-	// the scope again (at least some of them: the subscription may have
-	// been back before a save).
-	if n := logs.count("configuration subscription reconnected"); n == 0 {
-		t.Error("the subscription never reconnected")
-	}
-}
-
-// logCounter is a slog handler that counts messages.
-type logCounter struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *logCounter) WithGroup(string) slog.Handler            { return l }
-func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	l.msgs = append(l.msgs, r.Message)
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *logCounter) count(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, m := range l.msgs {
-		if m == msg {
-			n++
-		}
-	}
-	return n
 }
 
 // TestConfigReadByContrib checks that contrib's configuration/redis (what
@@ -264,7 +165,7 @@ func TestConfigReadByContrib(t *testing.T) {
 	}
 	// contrib subscribes in the background: save until it reports.
 	var last string
-	waitFor(t, "contrib's subscription to report a Mecha save", func() bool {
+	storetest.WaitFor(t, "contrib's subscription to report a Mecha save", func() bool {
 		s, err := c.Save(ctx, []component.ConfigItem{{AppID: "orders", Group: "db", Label: "prod", Key: "url", Content: "new"}})
 		if err != nil {
 			t.Fatal(err)

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/storetest"
 )
 
 // TestStoreDown starts each component while nothing listens on its port:
@@ -17,7 +17,6 @@ import (
 // DOWN and recovers again when the server restarts.
 func TestStoreDown(t *testing.T) {
 	ctx := context.Background()
-	scope := component.ConfigScope{AppID: "app", Group: "g"}
 	cases := []struct {
 		name  string
 		start func(t *testing.T, md map[string]string) component.Component
@@ -36,22 +35,7 @@ func TestStoreDown(t *testing.T) {
 				return err
 			}},
 		{"config", func(t *testing.T, md map[string]string) component.Component { return startConfig(t, md) },
-			func(c component.Component) error {
-				s := c.(*Config)
-				if _, err := s.Save(ctx, []component.ConfigItem{{AppID: "app", Group: "g", Key: "k", Content: "v"}}); err != nil {
-					return err
-				}
-				if _, err := s.Get(ctx, scope, nil); err != nil {
-					return err
-				}
-				sctx, cancel := context.WithCancel(ctx)
-				defer cancel()
-				if err := s.Subscribe(sctx, scope, nil, func([]component.ConfigChange) {}); err != nil {
-					return err
-				}
-				_, err := s.Delete(ctx, scope, nil)
-				return err
-			}},
+			func(c component.Component) error { return storetest.ConfigOps(ctx, c.(*Config)) }},
 		{"sequencer", func(t *testing.T, md map[string]string) component.Component { return startSequencer(t, md) },
 			func(c component.Component) error {
 				_, err := c.(*Sequencer).Reserve(ctx, "k", 1)
@@ -63,24 +47,7 @@ func TestStoreDown(t *testing.T) {
 			srv := newPrivateRedis(t)
 			c := tc.start(t, metadata(srv.addr(), "mecha", "dialTimeout", "200ms"))
 			defer c.Close()
-			if h := c.Health(); h.State != backends.StateDown || h.Detail == "" {
-				t.Fatalf("health with nothing listening: %+v, want DOWN with a reason", h)
-			}
-			mustUnavailable(t, "operation with nothing listening", tc.op(c))
-
-			srv.start()
-			waitState(t, c, backends.StateUp)
-			if err := tc.op(c); err != nil {
-				t.Fatalf("operation after the server came up: %v", err)
-			}
-
-			srv.stop()
-			mustUnavailable(t, "operation after the server stopped", tc.op(c))
-			waitState(t, c, backends.StateDown)
-
-			srv.start()
-			waitState(t, c, backends.StateUp)
-			waitFor(t, "operations to succeed after a restart", func() bool { return tc.op(c) == nil })
+			storetest.DownAndBack(t, c, func() { srv.start() }, srv.stop, func() error { return tc.op(c) })
 		})
 	}
 }

@@ -64,8 +64,8 @@ func NewLock(c *LockConfig, env component.Env) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lock{s: s, link: newLink(env, "lock")}
-	l.link.ready = l.initContrib
+	l := &Lock{s: s}
+	l.link = newLink(env, "lock", l.initContrib)
 	return l, nil
 }
 
@@ -74,7 +74,7 @@ func NewLock(c *LockConfig, env component.Env) (*Lock, error) {
 func (l *Lock) Start(ctx context.Context) error { return l.link.start(ctx, l.s) }
 
 // Health reports whether Redis answers and contrib's lock is initialised.
-func (l *Lock) Health() backends.Health { return l.link.health.Get() }
+func (l *Lock) Health() backends.Health { return l.link.Health() }
 
 // Close releases the connections.
 func (l *Lock) Close() error {
@@ -97,8 +97,8 @@ func (l *Lock) initContrib(ctx context.Context) error {
 	if l.contrib != nil {
 		return nil
 	}
-	st := contriblock.NewStandaloneRedisLock(kitLog{l.link.log})
-	md := lock.Metadata{Base: contribmd.Base{Name: l.link.name, Properties: maps.Clone(l.s.contrib)}}
+	st := contriblock.NewStandaloneRedisLock(kitLog{l.link.Logger()})
+	md := lock.Metadata{Base: contribmd.Base{Name: l.link.Name(), Properties: maps.Clone(l.s.contrib)}}
 	if err := st.InitLockStore(ctx, md); err != nil {
 		st.Close()
 		return fmt.Errorf("components-contrib lock/redis: %w", err)
@@ -155,7 +155,7 @@ func (l *Lock) notReady(op string) error {
 		return errNotStarted
 	}
 	if l.contrib == nil {
-		return component.Unavailable(fmt.Errorf("%s: lock store not ready: %s", op, l.link.health.Get().Detail))
+		return component.Unavailable(fmt.Errorf("%s: lock store not ready: %s", op, l.link.Health().Detail))
 	}
 	return nil
 }
@@ -170,7 +170,7 @@ func (l *Lock) TryLock(ctx context.Context, resource, owner string, ttl time.Dur
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, l.link.fail(ctx, "try lock", err)
+		return 0, false, l.link.Fail(ctx, "try lock", err)
 	}
 	tok, err := strconv.ParseUint(res, 10, 64)
 	if err != nil {
@@ -191,7 +191,7 @@ func (l *Lock) Unlock(ctx context.Context, resource, owner string) (component.Lo
 	}
 	resp, err := l.contrib.Unlock(ctx, &lock.UnlockRequest{ResourceID: l.keys(resource)[0], LockOwner: owner})
 	if err != nil {
-		return 0, l.link.fail(ctx, "unlock", err)
+		return 0, l.link.Fail(ctx, "unlock", err)
 	}
 	switch resp.Status {
 	case lock.Success:
@@ -211,7 +211,7 @@ func (l *Lock) Renew(ctx context.Context, resource, owner string, ttl time.Durat
 	}
 	res, err := renewScript.Run(ctx, l.link.client, l.keys(resource), owner, millis(ttl)).Slice()
 	if err != nil {
-		return 0, 0, l.link.fail(ctx, "renew", err)
+		return 0, 0, l.link.Fail(ctx, "renew", err)
 	}
 	if len(res) != 2 {
 		return 0, 0, fmt.Errorf("renew: unexpected reply %v", res)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
+	"github.com/mecha-gateway/mecha/grpcapi/components/internal/storetest"
 )
 
 // TestLockKeyLayout checks the documented keys: the lock key holds the
@@ -122,7 +123,7 @@ func TestLockRefusesReplicatedPrimary(t *testing.T) {
 	replica.start("--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
 	rc := goredis.NewClient(&goredis.Options{Addr: primary.addr()})
 	defer rc.Close()
-	waitFor(t, "the replica to connect", func() bool {
+	storetest.WaitFor(t, "the replica to connect", func() bool {
 		return strings.Contains(rc.Info(context.Background(), "replication").Val(), "connected_slaves:1")
 	})
 	l := startLock(t, metadata(primary.addr(), "mecha"))
@@ -131,5 +132,5 @@ func TestLockRefusesReplicatedPrimary(t *testing.T) {
 		t.Fatalf("health on a replicated primary: %+v, want DOWN because of replication", h)
 	}
 	_, _, err := l.TryLock(context.Background(), "r", "o", time.Minute)
-	mustUnavailable(t, "TryLock on a replicated primary", err)
+	storetest.MustUnavailable(t, "TryLock on a replicated primary", err)
 }

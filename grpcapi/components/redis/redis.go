@@ -13,8 +13,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,7 +24,6 @@ import (
 	rediscomponent "github.com/dapr/components-contrib/common/component/redis"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/mecha-gateway/mecha/backends"
 	"github.com/mecha-gateway/mecha/configs"
 	"github.com/mecha-gateway/mecha/grpcapi/component"
 )
@@ -79,12 +79,7 @@ var contribKeys = sync.OnceValue(func() map[string]string {
 func parseSettings(md map[string]string) (*settings, error) {
 	s := &settings{contrib: map[string]string{}, prefix: defaultKeyPrefix}
 	var errs []error
-	keys := make([]string, 0, len(md))
-	for k := range md {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(md)) {
 		v := md[k]
 		switch {
 		case strings.EqualFold(k, mdKeyPrefix):
@@ -147,78 +142,65 @@ func (s *settings) client() (goredis.UniversalClient, error) {
 	if retries == 0 {
 		retries = -1
 	}
-	if c.Failover {
-		return goredis.NewFailoverClient(&goredis.FailoverOptions{
-			MasterName:       c.SentinelMasterName,
-			SentinelAddrs:    strings.Split(c.Host, ","),
-			SentinelUsername: c.SentinelUsername,
-			SentinelPassword: c.SentinelPassword,
-			Username:         c.Username,
-			Password:         c.Password,
-			DB:               c.DB,
-			MaxRetries:       retries,
-			MinRetryBackoff:  time.Duration(c.RedisMinRetryInterval),
-			MaxRetryBackoff:  time.Duration(c.RedisMaxRetryInterval),
-			DialTimeout:      time.Duration(c.DialTimeout),
-			ReadTimeout:      time.Duration(c.ReadTimeout),
-			WriteTimeout:     time.Duration(c.WriteTimeout),
-			PoolSize:         c.PoolSize,
-			MinIdleConns:     c.MinIdleConns,
-			PoolTimeout:      time.Duration(c.PoolTimeout),
-			ConnMaxIdleTime:  time.Duration(c.IdleTimeout),
-			ConnMaxLifetime:  time.Duration(c.MaxConnAge),
-			TLSConfig:        tlsCfg,
-
-			ContextTimeoutEnabled: true,
-		}), nil
-	}
-	return goredis.NewClient(&goredis.Options{
-		Addr:            c.Host,
-		Username:        c.Username,
-		Password:        c.Password,
-		DB:              c.DB,
-		MaxRetries:      retries,
-		MinRetryBackoff: time.Duration(c.RedisMinRetryInterval),
-		MaxRetryBackoff: time.Duration(c.RedisMaxRetryInterval),
-		DialTimeout:     time.Duration(c.DialTimeout),
-		ReadTimeout:     time.Duration(c.ReadTimeout),
-		WriteTimeout:    time.Duration(c.WriteTimeout),
-		PoolSize:        c.PoolSize,
-		MinIdleConns:    c.MinIdleConns,
-		PoolTimeout:     time.Duration(c.PoolTimeout),
-		ConnMaxIdleTime: time.Duration(c.IdleTimeout),
-		ConnMaxLifetime: time.Duration(c.MaxConnAge),
-		TLSConfig:       tlsCfg,
+	o := &goredis.UniversalOptions{
+		Addrs:            []string{c.Host},
+		Username:         c.Username,
+		Password:         c.Password,
+		DB:               c.DB,
+		MaxRetries:       retries,
+		MinRetryBackoff:  time.Duration(c.RedisMinRetryInterval),
+		MaxRetryBackoff:  time.Duration(c.RedisMaxRetryInterval),
+		DialTimeout:      time.Duration(c.DialTimeout),
+		ReadTimeout:      time.Duration(c.ReadTimeout),
+		WriteTimeout:     time.Duration(c.WriteTimeout),
+		PoolSize:         c.PoolSize,
+		MinIdleConns:     c.MinIdleConns,
+		PoolTimeout:      time.Duration(c.PoolTimeout),
+		ConnMaxIdleTime:  time.Duration(c.IdleTimeout),
+		ConnMaxLifetime:  time.Duration(c.MaxConnAge),
+		TLSConfig:        tlsCfg,
+		SentinelUsername: c.SentinelUsername,
+		SentinelPassword: c.SentinelPassword,
 
 		ContextTimeoutEnabled: true,
-	}), nil
-}
-
-// link is what every Redis component keeps: a go-redis client, its health
-// and a goroutine that probes Redis, so that health follows the server and
-// a component started while Redis was down comes up by itself.
-type link struct {
-	name   string
-	log    *slog.Logger
-	client goredis.UniversalClient
-	health backends.HealthCell
-	// ready, when set, runs once Redis answers, until it succeeds; the
-	// component is UP only after it has.
-	ready func(ctx context.Context) error
-
-	mu      sync.Mutex
-	isReady bool
-	kick    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
-}
-
-func newLink(env component.Env, kind string) *link {
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
-	return &link{name: env.Name, log: log.With("store", kind)}
+	if c.Failover {
+		// redisHost lists the sentinels.
+		o.Addrs = strings.Split(c.Host, ",")
+		o.MasterName = c.SentinelMasterName
+		return goredis.NewFailoverClient(o.Failover()), nil
+	}
+	return goredis.NewClient(o.Simple()), nil
+}
+
+// link is what every Redis component keeps: a go-redis client and the
+// component.Link that probes Redis with it, so that health follows the
+// server and a component started while Redis was down comes up by itself.
+type link struct {
+	*component.Link
+	client goredis.UniversalClient
+}
+
+// newLink returns the link of a component of kind (lock, config,
+// sequencer); ready, when set, runs once Redis answers, until it
+// succeeds, and the component is UP only after it has.
+func newLink(env component.Env, kind string, ready func(ctx context.Context) error) *link {
+	l := &link{}
+	l.Link = component.NewLink(component.LinkConfig{
+		Store:       "redis",
+		Kind:        kind,
+		Name:        env.Name,
+		Logger:      env.Logger,
+		Ping:        func(ctx context.Context) error { return l.client.Ping(ctx).Err() },
+		Ready:       ready,
+		Unavailable: unavailable,
+		// Operations run on the caller's context alone, without a timeout
+		// of their own: its deadline passing says nothing about Redis.
+		CallerDeadline: true,
+		Interval:       probeInterval,
+		Timeout:        probeTimeout,
+	})
+	return l
 }
 
 // start connects and probes once; it succeeds (DOWN) when Redis is down.
@@ -231,101 +213,16 @@ func (l *link) start(ctx context.Context, s *settings) error {
 		return err
 	}
 	l.client = c
-	l.health.Set(backends.StateInit, "")
-	l.kick = make(chan struct{}, 1)
-	l.stop = make(chan struct{})
-	l.done = make(chan struct{})
-	l.probe(ctx)
-	go l.loop()
-	return nil
+	return l.Start(ctx)
 }
 
 // close stops the probe and closes the client; it is safe after a failed
 // or missing start.
 func (l *link) close() error {
-	if l.stop == nil {
+	if !l.Close() {
 		return nil
 	}
-	select {
-	case <-l.stop:
-		return nil
-	default:
-	}
-	close(l.stop)
-	<-l.done
-	l.health.Set(backends.StateDown, "closed")
 	return l.client.Close()
-}
-
-func (l *link) loop() {
-	defer close(l.done)
-	t := time.NewTimer(probeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-l.kick:
-		case <-t.C:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-l.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		l.probe(ctx)
-		cancel()
-		t.Reset(probeInterval)
-	}
-}
-
-// probe pings Redis (and runs ready) and records the outcome.
-func (l *link) probe(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	err := l.client.Ping(ctx).Err()
-	if err == nil && l.ready != nil {
-		l.mu.Lock()
-		if !l.isReady {
-			if err = l.ready(ctx); err == nil {
-				l.isReady = true
-			}
-		}
-		l.mu.Unlock()
-	}
-	if err != nil {
-		if l.health.Set(backends.StateDown, err.Error()) {
-			l.log.Warn("redis component down", "component", l.name, "err", err)
-		}
-		return
-	}
-	if l.health.Set(backends.StateUp, "") {
-		l.log.Info("redis component up", "component", l.name)
-	}
-}
-
-// fail turns an operation's error into the error to return: connectivity
-// failures wrap component.ErrUnavailable, mark the component DOWN and wake
-// the prober.
-func (l *link) fail(ctx context.Context, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if !unavailable(err) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	l.health.Set(backends.StateDown, err.Error())
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-	return component.Unavailable(fmt.Errorf("%s: %w", op, err))
 }
 
 // redisError is an error reply from the server (go-redis v8 and v9).

@@ -42,7 +42,7 @@ func NewSequencer(c *SequencerConfig, env component.Env) (*Sequencer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sequencer{s: s, link: newLink(env, "sequencer")}, nil
+	return &Sequencer{s: s, link: newLink(env, "sequencer", nil)}, nil
 }
 
 // Start connects; when Redis is down it still succeeds, reporting DOWN
@@ -50,7 +50,7 @@ func NewSequencer(c *SequencerConfig, env component.Env) (*Sequencer, error) {
 func (q *Sequencer) Start(ctx context.Context) error { return q.link.start(ctx, q.s) }
 
 // Health reports whether Redis answers.
-func (q *Sequencer) Health() backends.Health { return q.link.health.Get() }
+func (q *Sequencer) Health() backends.Health { return q.link.Health() }
 
 // Close releases the connections.
 func (q *Sequencer) Close() error { return q.link.close() }
@@ -62,7 +62,7 @@ func (q *Sequencer) Reserve(ctx context.Context, key string, n int64) (int64, er
 	}
 	last, err := q.link.client.IncrBy(ctx, q.s.prefix+":seq:"+key, n).Result()
 	if err != nil {
-		return 0, q.link.fail(ctx, "reserve ids", err)
+		return 0, q.link.Fail(ctx, "reserve ids", err)
 	}
 	return last - n + 1, nil
 }
