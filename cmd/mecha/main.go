@@ -148,6 +148,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if a := m.AdminAddr(); a != nil {
 		log.Info("admin endpoint", "addr", a.String(), "paths", "/healthz /readyz /metrics")
 	}
+	releaseStartupPages()
 	log.Info("mecha ready", "version", getVersion(), "config", cfg.Source, "startup", time.Since(began).Round(time.Microsecond))
 
 	sigs := make(chan os.Signal, 2)
