@@ -205,18 +205,18 @@ type heldLock struct{ store, resource, owner string }
 // connLocks records which connection took which such lock.
 type connLocks struct {
 	mu     sync.Mutex
-	m      map[uint64]map[heldLock]struct{}
-	byLock map[heldLock]uint64
+	m      map[string]map[heldLock]struct{}
+	byLock map[heldLock]string
 }
 
-func (c *connLocks) add(conn uint64, h heldLock) {
-	if conn == 0 {
+func (c *connLocks) add(conn string, h heldLock) {
+	if conn == "" {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byLock == nil {
-		c.byLock = map[heldLock]uint64{}
+		c.byLock = map[heldLock]string{}
 	}
 	if old, ok := c.byLock[h]; ok {
 		delete(c.m[old], h)
@@ -237,7 +237,7 @@ func (c *connLocks) remove(h heldLock) {
 	}
 }
 
-func (c *connLocks) take(conn uint64) []heldLock {
+func (c *connLocks) take(conn string) []heldLock {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []heldLock
@@ -252,7 +252,7 @@ func (c *connLocks) take(conn uint64) []heldLock {
 // releaseConn unlocks what a closed connection took with
 // release_on_disconnect (a lock it no longer holds is left alone: Unlock
 // checks the owner).
-func (s *Server) releaseConn(conn uint64) {
+func (s *Server) releaseConn(conn string) {
 	held := s.owned.take(conn)
 	if len(held) == 0 {
 		return
