@@ -52,6 +52,27 @@ backends:
 backends:
   r: {addr: "127.0.0.1:1"}
 `, `backends.r.type: is required`},
+		{"grpc unknown component type", `
+grpc:
+  listen: 127.0.0.1:34904
+  components:
+    lock: {locks: {type: zookeeper}}
+`, `mecha.yaml:5:19: grpc.components.lock.locks.type: unknown lock component type "zookeeper" (known: embedded, redis)`},
+		{"grpc unknown capability", `
+grpc:
+  listen: 127.0.0.1:34904
+  components:
+    queue: {q: {type: embedded}}
+`, `grpc.components.queue: unknown capability (known: config, lock, pubsub, sequencer)`},
+		{"grpc component option", `
+grpc:
+  listen: 127.0.0.1:34904
+  components:
+    sequencer: {ids: {type: redis, metadata: {redisHost: "127.0.0.1:6379", redisHosts: x}}}
+`, `grpc.components.sequencer.ids.metadata.redisHosts: unknown key`},
+		{"grpc listen", `
+grpc: {listen: "localhost"}
+`, `grpc.listen: invalid address "localhost"`},
 		{"unknown module key", `
 frontends:
   - name: c
