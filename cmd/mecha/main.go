@@ -139,11 +139,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	for _, f := range m.Frontends() {
 		log.Info("listening", "frontend", f[0], "protocol", f[1], "addr", f[2], "login", loginHint(cfg, f[1], f[0]))
 	}
+	grpcLogin := "no token"
+	if m.GRPCTokenRequired() {
+		grpcLogin = "token required (authorization: Bearer, or dapr-api-token)"
+	}
 	if a := m.GRPCAddr(); a != nil {
-		log.Info("listening", "frontend", "grpc", "protocol", "grpc", "addr", a.String(), "services", "mecha.runtime.v1 (Configuration, Lock, PubSub, Sequencer)")
+		log.Info("listening", "frontend", "grpc", "protocol", "grpc", "addr", a.String(), "login", grpcLogin, "services", "mecha.runtime.v1 (Configuration, Lock, PubSub, Sequencer)")
 	}
 	if a := m.DaprAddr(); a != nil {
-		log.Info("listening", "frontend", "dapr", "protocol", "grpc", "addr", a.String(), "services", "dapr.proto.runtime.v1.Dapr (configuration, lock, pub/sub)")
+		log.Info("listening", "frontend", "dapr", "protocol", "grpc", "addr", a.String(), "login", grpcLogin, "services", "dapr.proto.runtime.v1.Dapr (configuration, lock, pub/sub)")
 	}
 	if a := m.AdminAddr(); a != nil {
 		log.Info("admin endpoint", "addr", a.String(), "paths", "/healthz /readyz /metrics")

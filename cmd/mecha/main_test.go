@@ -263,7 +263,7 @@ func TestRunDefaults(t *testing.T) {
 	if line := p.waitLog(t, "frontend=mysql"); !strings.Contains(line, "addr=127.0.0.1:3307") || !strings.Contains(line, `login="user root, empty password"`) {
 		t.Fatalf("MySQL listening line: %s", line)
 	}
-	if line := p.waitLog(t, "frontend=grpc"); !strings.Contains(line, "addr=127.0.0.1:34904") {
+	if line := p.waitLog(t, "frontend=grpc"); !strings.Contains(line, "addr=127.0.0.1:34904") || !strings.Contains(line, `login="no token"`) {
 		t.Fatalf("gRPC listening line: %s", line)
 	}
 	if line := p.waitLog(t, "frontend=dapr"); !strings.Contains(line, "addr=127.0.0.1:50001") {

@@ -260,6 +260,12 @@ func (m *Mecha) GRPCAddr() net.Addr {
 	return nil
 }
 
+// GRPCTokenRequired reports whether gRPC calls must carry a token.
+func (m *Mecha) GRPCTokenRequired() bool {
+	g := m.plan.Load().grpc
+	return g != nil && g.cfg.Auth.Token != ""
+}
+
 // DaprAddr returns the Dapr-compatible listener's address, nil when off.
 func (m *Mecha) DaprAddr() net.Addr {
 	if g := m.plan.Load().grpc; g != nil && g.srv != nil {
