@@ -687,3 +687,155 @@ func TestPubSubAtLeastOnceAcrossCrashAndRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestPubSubChurn: publishers keep publishing while the members of a
+// group ack, nack and drop at random and crash (drop their connection
+// without settling) now and then; at the end every published message has
+// been acked or dead-lettered: none is lost.
+func TestPubSubChurn(t *testing.T) {
+	m := apptest.Start(t, embeddedYAML(t.TempDir(), ""))
+	ctx := ctxT(t)
+	ps := pb.NewPubSubClient(dial(t, m))
+	const total = 600
+	var mu sync.Mutex
+	published := map[string]bool{}
+	settled := map[string]bool{} // acked, or seen in the dead letter topic
+	var deadLettered, redelivered int
+
+	// The dead letter topic's own subscriber acks everything it gets.
+	dead := subscribe(t, dial(t, m), &pb.SubscribeInit{Topic: "churn-dead", Group: "ops"})
+	go func() {
+		for {
+			r, err := dead.stream.Recv()
+			if err != nil {
+				return
+			}
+			msg := r.GetMessage()
+			mu.Lock()
+			settled[msg.Metadata["mecha-dead-letter-id"]] = true
+			deadLettered++
+			mu.Unlock()
+			dead.stream.Send(&pb.SubscribeRequest{Request: &pb.SubscribeRequest_Result{Result: &pb.MessageResult{MessageId: msg.Id}}})
+		}
+	}()
+
+	stop := make(chan struct{})
+	var members sync.WaitGroup
+	for w := range 3 {
+		members.Add(1)
+		go func() {
+			defer members.Done()
+			rnd := uint64(w*7919 + 1)
+			next := func(n uint64) uint64 { rnd = rnd*6364136223846793005 + 1442695040888963407; return (rnd >> 33) % n }
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cc, err := grpc.NewClient(m.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				sctx, cancel := context.WithCancel(ctx)
+				go func() {
+					select {
+					case <-stop:
+					case <-sctx.Done():
+					}
+					cancel()
+				}()
+				st, err := pb.NewPubSubClient(cc).Subscribe(sctx)
+				if err == nil {
+					err = st.Send(&pb.SubscribeRequest{Request: &pb.SubscribeRequest_Subscribe{Subscribe: &pb.SubscribeInit{
+						Topic: "churn", Group: "workers", MaxInFlight: 8, MaxAttempts: 4, DeadLetterTopic: "churn-dead",
+						MinBackoff: dur(time.Millisecond), MaxBackoff: dur(5 * time.Millisecond)}}})
+				}
+				if err == nil {
+					_, err = st.Recv() // ready
+				}
+				// Each session handles a random number of messages, then
+				// crashes: the connection goes without settling the rest.
+				for n := 10 + next(40); err == nil && n > 0; n-- {
+					var r *pb.SubscribeResponse
+					if r, err = st.Recv(); err != nil {
+						break
+					}
+					msg := r.GetMessage()
+					if msg.Attempt > 1 {
+						mu.Lock()
+						redelivered++
+						mu.Unlock()
+					}
+					action := pb.MessageAction_MESSAGE_ACTION_ACK
+					switch x := next(100); {
+					case x < 15:
+						action = pb.MessageAction_MESSAGE_ACTION_NACK
+					case x < 20:
+						action = pb.MessageAction_MESSAGE_ACTION_DROP
+					case x < 25:
+						continue // left unsettled until the crash
+					}
+					if err = st.Send(&pb.SubscribeRequest{Request: &pb.SubscribeRequest_Result{Result: &pb.MessageResult{MessageId: msg.Id, Action: action}}}); err != nil {
+						break
+					}
+					if action == pb.MessageAction_MESSAGE_ACTION_ACK {
+						// Counted as settled only once the ack surely
+						// applied: see the drain below.
+						mu.Lock()
+						settled[msg.Id] = true
+						mu.Unlock()
+					}
+				}
+				cancel()
+				cc.Close()
+			}
+		}()
+	}
+	for i := range total {
+		r, err := ps.Publish(ctx, &pb.PublishRequest{Topic: "churn", Data: []byte(fmt.Sprint(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		published[r.MessageId] = true
+		mu.Unlock()
+	}
+	// Give the churning members a while, then a well-behaved member acks
+	// whatever is left (messages whose acks were lost in a crash come
+	// again: at least once).
+	time.Sleep(2 * time.Second)
+	close(stop)
+	members.Wait()
+	final := subscribe(t, dial(t, m), &pb.SubscribeInit{Topic: "churn", Group: "workers", MaxInFlight: 100})
+	go func() {
+		for {
+			r, err := final.stream.Recv()
+			if err != nil {
+				return
+			}
+			msg := r.GetMessage()
+			mu.Lock()
+			settled[msg.Id] = true
+			mu.Unlock()
+			final.stream.Send(&pb.SubscribeRequest{Request: &pb.SubscribeRequest_Result{Result: &pb.MessageResult{MessageId: msg.Id}}})
+		}
+	}()
+	apptest.Eventually(t, 30*time.Second, "every message acked or dead-lettered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for id := range published {
+			if !settled[id] {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if deadLettered == 0 || redelivered == 0 {
+		t.Fatalf("the churn did not exercise dead letters (%d) and redeliveries (%d)", deadLettered, redelivered)
+	}
+	t.Logf("%d messages, %d redeliveries, %d dead-lettered", total, redelivered, deadLettered)
+}
