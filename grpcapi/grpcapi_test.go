@@ -839,3 +839,29 @@ func TestPubSubChurn(t *testing.T) {
 	}
 	t.Logf("%d messages, %d redeliveries, %d dead-lettered", total, redelivered, deadLettered)
 }
+
+// TestShutdownEndsSubscriptions: subscriptions never end by themselves,
+// so shutdown ends them with UNAVAILABLE (subscribe again) instead of
+// waiting out the drain for them; configuration subscriptions too.
+func TestShutdownEndsSubscriptions(t *testing.T) {
+	m := apptest.Start(t, embeddedYAML(t.TempDir(), ""))
+	cc := dial(t, m)
+	sub := subscribe(t, cc, &pb.SubscribeInit{Topic: "t"})
+	cs, err := pb.NewConfigurationClient(cc).Subscribe(ctxT(t), &pb.SubscribeConfigurationRequest{Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	shut, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m.Shutdown(shut)
+	if shut.Err() != nil {
+		t.Fatal("shutdown waited out its drain for open subscriptions")
+	}
+	_, err = sub.stream.Recv()
+	wantCode(t, err, codes.Unavailable, "Mecha is shutting down: subscribe again")
+	_, err = cs.Recv()
+	wantCode(t, err, codes.Unavailable, "Mecha is shutting down: subscribe again")
+}

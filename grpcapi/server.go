@@ -62,11 +62,17 @@ type Server struct {
 	stopMu sync.Mutex
 	done   bool
 	quit   chan struct{}
+	// stopping is cancelled when Stop begins: subscriptions, which never
+	// end by themselves, end then (clients subscribe again elsewhere or
+	// after the restart) instead of holding shutdown for the whole drain.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 // New returns a server for cfg over set; nothing runs until Start.
 func New(cfg *Config, set *Set, log *slog.Logger) *Server {
 	s := &Server{log: log}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.cfg.Store(cfg)
 	s.set.Store(set)
 	s.owned.m = map[string]map[heldLock]struct{}{}
@@ -251,6 +257,7 @@ func (s *Server) Stop(ctx context.Context, keep map[component.Component]bool) {
 	}
 	s.done = true
 	s.stopMu.Unlock()
+	s.stop()
 	if s.quit != nil {
 		close(s.quit)
 	}
@@ -436,10 +443,26 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	}
 	s.subs.Add(1)
 	defer s.subs.Add(-1)
-	err := toStatus(handler(srv, ss))
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
+	err := handler(srv, &stoppableStream{ServerStream: ss, ctx: ctx})
+	if s.stopping.Err() != nil && ss.Context().Err() == nil {
+		err = status.Error(codes.Unavailable, "Mecha is shutting down: subscribe again")
+	}
+	err = toStatus(err)
 	s.record(info.FullMethod, start, err)
 	return err
 }
+
+// stoppableStream is a stream whose context also ends when the server
+// stops.
+type stoppableStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *stoppableStream) Context() context.Context { return s.ctx }
 
 // CollectMetrics writes the API's metrics.
 func (s *Server) CollectMetrics(w *metrics.Writer) {
