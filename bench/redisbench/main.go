@@ -21,11 +21,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/csv"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -397,60 +395,21 @@ func med(rs []result) result {
 }
 
 func start(dir, name string, bin string, args ...string) *exec.Cmd {
-	cmd := exec.Command(bin, args...)
-	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	cmd, err := benchutil.Start(dir, name, bin, args...)
 	check(err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	check(cmd.Start())
 	return cmd
 }
 
-func stop(cmd *exec.Cmd) {
-	if cmd.Process == nil {
-		return
-	}
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-}
+func stop(cmd *exec.Cmd) { benchutil.Stop(cmd) }
 
-func waitPort(port int) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	check(fmt.Errorf("port %d never opened", port))
-}
+func waitPort(port int) { check(benchutil.WaitPort(port)) }
 
 // waitReady polls /readyz until it answers 200 and returns how long that
 // took since now.
 func waitReady(adminPort int) time.Duration {
-	began := time.Now()
-	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort)
-	client := &http.Client{Timeout: time.Second}
-	for time.Since(began) < 10*time.Second {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return time.Since(began)
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	check(errors.New("mecha never became ready"))
-	return 0
+	d, err := benchutil.WaitReady(adminPort)
+	check(err)
+	return d
 }
 
 type peakRSS struct {
