@@ -865,3 +865,43 @@ func TestShutdownEndsSubscriptions(t *testing.T) {
 	_, err = cs.Recv()
 	wantCode(t, err, codes.Unavailable, "Mecha is shutting down: subscribe again")
 }
+
+// TestReloadRotatesToken: a new token applies to the next call, over the
+// same connection, and open subscriptions stay.
+func TestReloadRotatesToken(t *testing.T) {
+	dir := t.TempDir()
+	yaml := strings.Replace(embeddedYAML(dir, "  auth: { token: old-token }"), "listen: 127.0.0.1:0\n  dapr", fmt.Sprintf("listen: 127.0.0.1:%d\n  dapr", redistest.FreePort(t)), 1)
+	m := apptest.Start(t, yaml)
+	ctx := ctxT(t)
+	cc := dial(t, m)
+	oldCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer old-token")
+	newCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer new-token")
+	st, err := pb.NewPubSubClient(cc).Subscribe(oldCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Send(&pb.SubscribeRequest{Request: &pb.SubscribeRequest_Subscribe{Subscribe: &pb.SubscribeInit{Topic: "t"}}})
+	if r, err := st.Recv(); err != nil || r.GetReady() == nil {
+		t.Fatalf("subscribe: %v %v", r, err)
+	}
+	cfg, err := configs.Parse("reload.yaml", []byte(strings.Replace(yaml, "old-token", "new-token", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(ctx, cfg, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	seq := pb.NewSequencerClient(cc)
+	_, err = seq.NextID(oldCtx, &pb.NextIDRequest{Key: "k"})
+	wantCode(t, err, codes.Unauthenticated, "invalid token")
+	if _, err := seq.NextID(newCtx, &pb.NextIDRequest{Key: "k"}); err != nil {
+		t.Fatalf("new token: %v", err)
+	}
+	if _, err := pb.NewPubSubClient(cc).Publish(newCtx, &pb.PublishRequest{Topic: "t", Data: []byte("after rotation")}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Recv()
+	if err != nil || string(r.GetMessage().GetData()) != "after rotation" {
+		t.Fatalf("the open subscription after the rotation: %v %v", r, err)
+	}
+}

@@ -202,12 +202,14 @@ func (s *Server) DaprAddr() net.Addr {
 }
 
 // SameListeners reports whether cfg can be applied to the running server
-// with Swap: same addresses, TLS, token and limits.
+// with Swap: same addresses, TLS and message size (what the listeners are
+// built with). The token and the segment size are read per call, so a
+// new token applies to the next call without dropping connections.
 func (s *Server) SameListeners(cfg *Config) bool {
 	o := s.Config()
 	sameTLS := (o.TLS == nil) == (cfg.TLS == nil) && (o.TLS == nil || *o.TLS == *cfg.TLS)
 	return o.Listen == cfg.Listen && o.DaprListen == cfg.DaprListen && sameTLS &&
-		o.Auth == cfg.Auth && o.MaxMessageSize == cfg.MaxMessageSize
+		o.MaxMessageSize == cfg.MaxMessageSize
 }
 
 // Swap starts set's new components and serves from set from now on;
