@@ -905,3 +905,30 @@ func TestReloadRotatesToken(t *testing.T) {
 		t.Fatalf("the open subscription after the rotation: %v %v", r, err)
 	}
 }
+
+// TestReleaseOnDisconnectFollowsTheLatestAcquisition: a connection that
+// took a lock with release_on_disconnect, let it expire, and saw the same
+// owner take it again from another connection without the flag, does not
+// release that new acquisition when it closes.
+func TestReleaseOnDisconnectFollowsTheLatestAcquisition(t *testing.T) {
+	m := apptest.Start(t, embeddedYAML(t.TempDir(), ""))
+	ctx := ctxT(t)
+	first := dial(t, m)
+	r, err := pb.NewLockClient(first).TryLock(ctx, &pb.TryLockRequest{ResourceId: "r", LockOwner: "svc", Ttl: dur(50 * time.Millisecond), ReleaseOnDisconnect: true})
+	if err != nil || !r.Success {
+		t.Fatalf("first: %v %v", r, err)
+	}
+	second := pb.NewLockClient(dial(t, m))
+	apptest.Eventually(t, 10*time.Second, "the first lease to expire and the owner to take the lock again", func() bool {
+		r, err := second.TryLock(ctx, &pb.TryLockRequest{ResourceId: "r", LockOwner: "svc", Ttl: dur(time.Hour)})
+		return err == nil && r.Success
+	})
+	first.Close()
+	// The close is handled asynchronously: give it time to act, then the
+	// lock must still be held (someone else cannot take it).
+	time.Sleep(200 * time.Millisecond)
+	r, err = second.TryLock(ctx, &pb.TryLockRequest{ResourceId: "r", LockOwner: "other", Ttl: dur(time.Second)})
+	if err != nil || r.Success {
+		t.Fatalf("the first connection's close released the owner's new lock: %v %v", r, err)
+	}
+}

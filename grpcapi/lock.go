@@ -58,8 +58,17 @@ func (s *Server) tryLock(ctx context.Context, a lockArgs) (*pb.TryLockResponse, 
 	if err != nil {
 		return nil, err
 	}
-	if ok && a.releaseOnDisconect {
-		s.owned.add(connID(ctx), heldLock{a.storeName, a.resource, a.owner})
+	if ok {
+		// This acquisition decides whether the lock goes with the
+		// connection: a record left by an earlier, expired acquisition
+		// by the same owner from another connection must not release
+		// this one.
+		h := heldLock{a.storeName, a.resource, a.owner}
+		if a.releaseOnDisconect {
+			s.owned.add(connID(ctx), h)
+		} else {
+			s.owned.remove(h)
+		}
 	}
 	return &pb.TryLockResponse{Success: ok, FencingToken: tok}, nil
 }
