@@ -56,6 +56,21 @@ func (es Errors) Error() string {
 	return strings.Join(parts, "\n")
 }
 
+// Add appends err's problems: those of an Errors or an *Error as they
+// are, any other error as one problem at pos (and key, when set).
+func (es *Errors) Add(err error, pos Pos, key string) {
+	var ce Errors
+	var one *Error
+	switch {
+	case errors.As(err, &ce):
+		*es = append(*es, ce...)
+	case errors.As(err, &one):
+		*es = append(*es, one)
+	default:
+		*es = append(*es, &Error{Pos: pos, Key: key, Msg: err.Error()})
+	}
+}
+
 // FieldError is returned by a Validate method to blame one key, given as a
 // path relative to the section being validated ("limits.max_clients").
 type FieldError struct {

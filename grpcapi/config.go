@@ -131,18 +131,7 @@ func (s *Set) Entries() []*Entry {
 // Constructors have no side effects, so a failure leaves nothing behind.
 func BuildSet(cfg *Config, env component.Env, running *Set) (*Set, error) {
 	var errs configs.Errors
-	add := func(err error, n configs.Node) {
-		var ce configs.Errors
-		var one *configs.Error
-		switch {
-		case errors.As(err, &ce):
-			errs = append(errs, ce...)
-		case errors.As(err, &one):
-			errs = append(errs, one)
-		default:
-			errs = append(errs, &configs.Error{Pos: n.Pos(), Key: n.Path(), Msg: err.Error()})
-		}
-	}
+	add := func(err error, n configs.Node) { errs.Add(err, n.Pos(), n.Path()) }
 	s := &Set{byCap: map[component.Capability]map[string]*Entry{}}
 	for _, capab := range component.Capabilities {
 		entries := cfg.Components[string(capab)]

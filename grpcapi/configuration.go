@@ -23,21 +23,28 @@ func checkScope(appID, group, label string) (component.ConfigScope, error) {
 	return component.ConfigScope{AppID: appID, Group: group, Label: label}, nil
 }
 
+// configArgs resolves the store and checks the scope and keys of a
+// configuration request.
+func (s *Server) configArgs(storeName, appID, group, label string, keys []string) (component.ConfigStore, component.ConfigScope, error) {
+	store, _, err := lookup[component.ConfigStore](s, component.CapConfig, "store_name", storeName)
+	if err != nil {
+		return nil, component.ConfigScope{}, err
+	}
+	scope, err := checkScope(appID, group, label)
+	if err != nil {
+		return nil, scope, err
+	}
+	return store, scope, checkNames("keys", keys)
+}
+
 func itemToPB(it *component.ConfigItem) *pb.ConfigurationItem {
 	return &pb.ConfigurationItem{AppId: it.AppID, Group: it.Group, Label: it.Label, Key: it.Key,
 		Content: it.Content, Tags: it.Tags, Version: it.Version, Metadata: it.Metadata}
 }
 
 func (c *configService) Get(ctx context.Context, req *pb.GetConfigurationRequest) (*pb.GetConfigurationResponse, error) {
-	store, _, err := lookup[component.ConfigStore](c.s, component.CapConfig, "store_name", req.StoreName)
+	store, scope, err := c.s.configArgs(req.StoreName, req.AppId, req.Group, req.Label, req.Keys)
 	if err != nil {
-		return nil, err
-	}
-	scope, err := checkScope(req.AppId, req.Group, req.Label)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkNames("keys", req.Keys); err != nil {
 		return nil, err
 	}
 	items, err := store.Get(ctx, scope, req.Keys)
@@ -104,15 +111,8 @@ func or(a, b string) string {
 }
 
 func (c *configService) Delete(ctx context.Context, req *pb.DeleteConfigurationRequest) (*pb.DeleteConfigurationResponse, error) {
-	store, _, err := lookup[component.ConfigStore](c.s, component.CapConfig, "store_name", req.StoreName)
+	store, scope, err := c.s.configArgs(req.StoreName, req.AppId, req.Group, req.Label, req.Keys)
 	if err != nil {
-		return nil, err
-	}
-	scope, err := checkScope(req.AppId, req.Group, req.Label)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkNames("keys", req.Keys); err != nil {
 		return nil, err
 	}
 	n, err := store.Delete(ctx, scope, req.Keys)
@@ -147,15 +147,8 @@ func newID() string {
 }
 
 func (c *configService) Subscribe(req *pb.SubscribeConfigurationRequest, stream pb.Configuration_SubscribeServer) error {
-	store, _, err := lookup[component.ConfigStore](c.s, component.CapConfig, "store_name", req.StoreName)
+	store, scope, err := c.s.configArgs(req.StoreName, req.AppId, req.Group, req.Label, req.Keys)
 	if err != nil {
-		return err
-	}
-	scope, err := checkScope(req.AppId, req.Group, req.Label)
-	if err != nil {
-		return err
-	}
-	if err := checkNames("keys", req.Keys); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(stream.Context())

@@ -33,10 +33,11 @@ func registerDapr(g *grpc.Server, s *Server) {
 	daprv1.RegisterDaprServer(g, &daprService{s: s, subs: map[string]context.CancelFunc{}})
 }
 
-// Dapr's configuration API has flat keys; the metadata keys app_id,
-// group and label select a scope of Mecha's (the empty scope otherwise).
-func daprScope(md map[string]string) (component.ConfigScope, error) {
-	return checkScope(md["app_id"], md["group"], md["label"])
+// configArgs: Dapr's configuration API has flat keys; the metadata
+// keys app_id, group and label select a scope of Mecha's (the empty
+// scope otherwise).
+func (d *daprService) configArgs(storeName string, md map[string]string, keys []string) (component.ConfigStore, component.ConfigScope, error) {
+	return d.s.configArgs(storeName, md["app_id"], md["group"], md["label"], keys)
 }
 
 func daprItem(it *component.ConfigItem, deleted bool) *commonv1.ConfigurationItem {
@@ -48,15 +49,8 @@ func daprItem(it *component.ConfigItem, deleted bool) *commonv1.ConfigurationIte
 }
 
 func (d *daprService) GetConfiguration(ctx context.Context, req *daprv1.GetConfigurationRequest) (*daprv1.GetConfigurationResponse, error) {
-	store, _, err := lookup[component.ConfigStore](d.s, component.CapConfig, "store_name", req.StoreName)
+	store, scope, err := d.configArgs(req.StoreName, req.Metadata, req.Keys)
 	if err != nil {
-		return nil, err
-	}
-	scope, err := daprScope(req.Metadata)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkNames("keys", req.Keys); err != nil {
 		return nil, err
 	}
 	items, err := store.Get(ctx, scope, req.Keys)
@@ -78,15 +72,8 @@ func (d *daprService) GetConfigurationAlpha1(ctx context.Context, req *daprv1.Ge
 // for it), then one message per batch of changes; a deleted key comes
 // with an empty value and metadata deleted=true.
 func (d *daprService) SubscribeConfiguration(req *daprv1.SubscribeConfigurationRequest, stream daprv1.Dapr_SubscribeConfigurationServer) error {
-	store, _, err := lookup[component.ConfigStore](d.s, component.CapConfig, "store_name", req.StoreName)
+	store, scope, err := d.configArgs(req.StoreName, req.Metadata, req.Keys)
 	if err != nil {
-		return err
-	}
-	scope, err := daprScope(req.Metadata)
-	if err != nil {
-		return err
-	}
-	if err := checkNames("keys", req.Keys); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(stream.Context())

@@ -4,7 +4,6 @@
 package app
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -60,18 +59,7 @@ type frontendEntry struct {
 // unchanged from running are reused rather than built again.
 func compile(cfg *configs.Config, log *slog.Logger, version string, running *plan) (*plan, error) {
 	var errs configs.Errors
-	add := func(err error) {
-		var ce configs.Errors
-		var one *configs.Error
-		switch {
-		case errors.As(err, &ce):
-			errs = append(errs, ce...)
-		case errors.As(err, &one):
-			errs = append(errs, one)
-		default:
-			errs = append(errs, &configs.Error{Pos: configs.Pos{File: cfg.Source}, Msg: err.Error()})
-		}
-	}
+	add := func(err error) { errs.Add(err, configs.Pos{File: cfg.Source}, "") }
 	p := &plan{cfg: cfg, backends: map[string]*backendEntry{}}
 
 	names := make([]string, 0, len(cfg.Backends))
