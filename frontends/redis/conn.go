@@ -210,6 +210,15 @@ func (c *conn) serve() {
 	if st.kv != nil {
 		c.sess = st.kv.NewSession(func(b []byte) { c.ob.write(b) })
 		c.sess.Local = c.localInExec
+		// INFO's blocked_clients counts a client once its wait is in
+		// place, as Redis does (a push after that serves it in turn).
+		c.sess.Blocked = func(b bool) {
+			if b {
+				c.s.blocked.Add(1)
+			} else {
+				c.s.blocked.Add(-1)
+			}
+		}
 	}
 	for {
 		if !c.fill() {

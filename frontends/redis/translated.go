@@ -94,11 +94,9 @@ func (c *conn) runBlockingKV(k *cmd) {
 	defer cancel(nil)
 	c.kvUnblock.Store(&cancel)
 	c.mode.Store(modeBlocked)
-	c.s.blocked.Add(1)
 	stopWatch := c.watchClient(func() { cancel(context.Canceled) })
 	c.out = c.sess.Exec(ctx, k.args, c.out)
 	gone := stopWatch()
-	c.s.blocked.Add(-1)
 	c.mode.Store(modeBusy)
 	c.kvUnblock.Store(nil)
 	if gone {

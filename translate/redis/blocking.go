@@ -147,6 +147,10 @@ func (c *call) block(keys [][]byte, timeout time.Duration, try func(tx kv.TypedT
 		c.out = append(c.out, nullReply...)
 		return
 	}
+	if s.Blocked != nil {
+		s.Blocked(true)
+		defer s.Blocked(false)
+	}
 	var timer <-chan time.Time
 	if timeout > 0 {
 		t := time.NewTimer(timeout)

@@ -27,6 +27,10 @@ type Session struct {
 	// Local runs a command the frontend answers itself (CLIENT, INFO,
 	// CONFIG GET ...) when EXEC reaches it; nil refuses them in MULTI.
 	Local func(args [][]byte, out []byte) []byte
+	// Blocked, when set, is told when a blocking command starts waiting
+	// (true: its waiter is in place, so a later push serves it after
+	// every client that blocked before) and when it stops (false).
+	Blocked func(blocked bool)
 
 	// pub/sub
 	push     func([]byte) // writes to the client, never blocking
