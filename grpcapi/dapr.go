@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 
@@ -225,8 +226,8 @@ func (d *daprService) SubscribeTopicEventsAlpha1(stream daprv1.Dapr_SubscribeTop
 		return err
 	}
 	if v, ok := in.Metadata["maxAttempts"]; ok {
-		var n int
-		if err := json.Unmarshal([]byte(v), &n); err != nil || n < 1 {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
 			return invalid("metadata maxAttempts must be a positive number, not %q", v)
 		}
 		spec.MaxAttempts = n

@@ -551,6 +551,11 @@ func TestReloadKeepsStreams(t *testing.T) {
 	ctx := ctxT(t)
 	cc := dial(t, m)
 	sub := subscribe(t, cc, &pb.SubscribeInit{Topic: "t"})
+	seq := pb.NewSequencerClient(cc)
+	segment := &pb.NextIDRequest{Key: "k", Mode: pb.SequencerMode_SEQUENCER_MODE_SEGMENT}
+	if r, err := seq.NextID(ctx, segment); err != nil || r.NextId != 1 {
+		t.Fatalf("segment id before the reload: %v %v", r, err)
+	}
 	yaml = strings.Replace(yaml, "lock:      { locks:  { type: embedded } }", "lock: { locks: { type: embedded }, more: { type: embedded } }", 1)
 	cfg, err := configs.Parse("reload.yaml", []byte(yaml))
 	if err != nil {
@@ -567,6 +572,10 @@ func TestReloadKeepsStreams(t *testing.T) {
 	}
 	if got := sub.next(); string(got.Data) != "after reload" {
 		t.Fatalf("got %v", got)
+	}
+	// The sequencer was carried over: its cached block goes on.
+	if r, err := seq.NextID(ctx, segment); err != nil || r.NextId != 2 {
+		t.Fatalf("segment id after the reload: %v %v, want 2", r, err)
 	}
 }
 

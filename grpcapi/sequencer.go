@@ -13,14 +13,19 @@ type sequencerService struct {
 	s *Server
 }
 
-// segments caches, per sequencer component and key, the rest of the
-// block of ids reserved for SEGMENT mode.
+// segments caches, per sequencer component instance and key, the rest of
+// the block of ids reserved for SEGMENT mode. Keyed by the instance, not
+// the name: a reload that keeps a component keeps its blocks, and one that
+// replaces it starts new ones.
 type segments struct {
 	mu sync.Mutex
 	m  map[seqKey]*segment
 }
 
-type seqKey struct{ store, key string }
+type seqKey struct {
+	store component.SequencerStore
+	key   string
+}
 
 type segment struct {
 	mu        sync.Mutex
@@ -38,16 +43,20 @@ func (g *segments) get(k seqKey) *segment {
 	return sg
 }
 
-// reset forgets every cached block (their ids are skipped): after a
-// reload a store name may mean another store.
-func (g *segments) reset() {
+// retain forgets the blocks of components no longer served (their
+// remaining ids are skipped).
+func (g *segments) retain(keep map[component.Component]bool) {
 	g.mu.Lock()
-	g.m = map[seqKey]*segment{}
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	for k := range g.m {
+		if !keep[k.store] {
+			delete(g.m, k)
+		}
+	}
 }
 
 func (q *sequencerService) NextID(ctx context.Context, req *pb.NextIDRequest) (*pb.NextIDResponse, error) {
-	store, name, err := lookup[component.SequencerStore](q.s, component.CapSequencer, "store_name", req.StoreName)
+	store, _, err := lookup[component.SequencerStore](q.s, component.CapSequencer, "store_name", req.StoreName)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +71,7 @@ func (q *sequencerService) NextID(ctx context.Context, req *pb.NextIDRequest) (*
 		}
 		return &pb.NextIDResponse{NextId: id}, nil
 	case pb.SequencerMode_SEQUENCER_MODE_SEGMENT:
-		sg := q.s.seqs.get(seqKey{name, req.Key})
+		sg := q.s.seqs.get(seqKey{store, req.Key})
 		sg.mu.Lock()
 		defer sg.mu.Unlock()
 		if sg.next >= sg.end {

@@ -69,6 +69,10 @@ type Server struct {
 	stop     context.CancelFunc
 }
 
+// maxStreamsPerConn bounds the calls and subscriptions open at once on
+// one client connection.
+const maxStreamsPerConn = 1000
+
 // New returns a server for cfg over set; nothing runs until Start.
 func New(cfg *Config, set *Set, log *slog.Logger) *Server {
 	s := &Server{log: log}
@@ -164,6 +168,10 @@ func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.Config().MaxMessageSize)),
 		grpc.MaxSendMsgSize(int(s.Config().MaxMessageSize)),
+		// One connection may not open streams without bound (each
+		// subscription holds goroutines): past this many, the client
+		// queues new calls until one ends.
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		// Clients may ping idle connections (the Dapr SDK does) without
@@ -233,11 +241,11 @@ func (s *Server) Swap(ctx context.Context, cfg *Config, set *Set, drain time.Dur
 	}
 	old := s.set.Swap(set)
 	s.cfg.Store(cfg)
-	s.seqs.reset()
 	keep := map[component.Component]bool{}
 	for _, e := range set.Entries() {
 		keep[e.C] = true
 	}
+	s.seqs.retain(keep)
 	for _, e := range old.Entries() {
 		if !keep[e.C] {
 			c := e.C
